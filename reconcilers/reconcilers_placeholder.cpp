@@ -1,0 +1,1 @@
+namespace metalsync::reconcilers_detail { int placeholder() { return 0; } }
