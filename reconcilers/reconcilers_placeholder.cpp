@@ -1,1 +1,0 @@
-namespace metalsync::reconcilers_detail { int placeholder() { return 0; } }
