@@ -1,0 +1,163 @@
+#include "daemon/cli_commands.hpp"
+
+#include <ctime>
+#include <iomanip>
+#include <iostream>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "daemon/daemon_config.hpp"
+#include "daemon/desired_loading.hpp"
+#include "reconcilers/node_planner.hpp"
+
+namespace metalsync {
+
+namespace {
+
+nlohmann::json diagnostics_json(const Diagnostics& diagnostics)
+{
+    auto out = nlohmann::json::array();
+    for (const auto& d : diagnostics) {
+        out.push_back({{"file", d.file}, {"line", d.line}, {"column", d.column}, {"field", d.field}, {"reason", d.reason}});
+    }
+    return out;
+}
+
+std::string summary(const DesiredState& state)
+{
+    return std::to_string(state.nodes.size()) + " nodes, " + std::to_string(state.classes.size()) + " node classes, " +
+           (state.has_policy ? "1 policy, " : "no policy, ") + std::to_string(state.kube_objects.size()) +
+           " Kubernetes objects";
+}
+
+void print_table(const std::vector<std::vector<std::string>>& rows)
+{
+    std::vector<std::size_t> width;
+    for (const auto& row : rows) {
+        width.resize(std::max(width.size(), row.size()));
+        for (std::size_t i = 0; i < row.size(); ++i) {
+            width[i] = std::max(width[i], row[i].size());
+        }
+    }
+    for (const auto& row : rows) {
+        std::string line;
+        for (std::size_t i = 0; i < row.size(); ++i) {
+            line += row[i];
+            if (i + 1 < row.size()) {
+                line += std::string(width[i] - row[i].size() + 2, ' ');
+            }
+        }
+        std::cout << line << "\n";
+    }
+}
+
+} // namespace
+
+int run_validate(const ValidateOptions& options)
+{
+    RevisionLoader loader;
+    auto loaded = load_work_tree(options.path, loader);
+    if (!loaded) {
+        std::cerr << "metalsync validate: " << loaded.error() << "\n";
+        return k_exit_error;
+    }
+    if (options.output == "json") {
+        nlohmann::json out = {{"path", options.path}, {"valid", loaded->state.has_value()}};
+        out["errors"] = loaded->state ? nlohmann::json::array() : diagnostics_json(loaded->state.error());
+        std::cout << out.dump(2) << "\n";
+        return loaded->state ? k_exit_ok : k_exit_findings;
+    }
+    if (!loaded->state) {
+        for (const auto& d : loaded->state.error()) {
+            std::cout << d.to_string() << "\n";
+        }
+        std::cerr << options.path << ": " << loaded->state.error().size() << " error"
+                  << (loaded->state.error().size() == 1 ? "" : "s") << "; the revision would be rejected whole\n";
+        return k_exit_findings;
+    }
+    std::cerr << options.path << ": valid (" << summary(*loaded->state) << ")\n";
+    return k_exit_ok;
+}
+
+int run_plan(const PlanOptions& options)
+{
+    RevisionLoader loader;
+    std::optional<LoadedRevision> loaded;
+    std::optional<DaemonConfig> config;
+    if (options.repo.empty() || !options.state_dir.empty()) {
+        auto cfg = load_daemon_config(options.config);
+        if (!cfg) {
+            if (options.repo.empty()) {
+                for (const auto& d : cfg.error()) {
+                    std::cerr << d.to_string() << "\n";
+                }
+                std::cerr << "metalsync plan: no usable configuration; give --repo PATH to plan from a directory\n";
+                return k_exit_error;
+            }
+        } else {
+            config = *cfg;
+        }
+    }
+    if (!options.repo.empty()) {
+        auto r = load_work_tree(options.repo, loader);
+        if (!r) {
+            std::cerr << "metalsync plan: " << r.error() << "\n";
+            return k_exit_error;
+        }
+        loaded = std::move(*r);
+    } else {
+        if (!config->has_git) {
+            std::cerr << "metalsync plan: " << options.config << " configures no git remote; give --repo PATH\n";
+            return k_exit_error;
+        }
+        GitSource source(config->git);
+        auto polled = source.poll("");
+        if (!polled) {
+            std::cerr << "metalsync plan: " << polled.error().message << "\n";
+            return k_exit_error;
+        }
+        auto r = load_commit(source, polled->commit, loader);
+        if (!r) {
+            std::cerr << "metalsync plan: " << r.error() << "\n";
+            return k_exit_error;
+        }
+        loaded = std::move(*r);
+    }
+    if (!loaded->state) {
+        for (const auto& d : loaded->state.error()) {
+            std::cerr << d.to_string() << "\n";
+        }
+        std::cerr << "metalsync plan: " << loaded->label << " does not validate; the daemon would reject it\n";
+        return k_exit_error;
+    }
+    // Observed state: what the daemon's store last saw (nothing when no
+    // daemon has run against this state directory yet).
+    ObservedState observed;
+    std::map<std::string, NodeMemory> memory;
+    PlanInput input{*loaded->state, observed, memory, "metalsync", static_cast<double>(std::time(nullptr)), {}};
+    Plan plan = plan_nodes(input);
+    if (options.output == "json") {
+        auto j = to_json(plan);
+        j["revision"] = loaded->label;
+        std::cout << j.dump(2) << "\n";
+        return plan.empty() ? k_exit_ok : k_exit_findings;
+    }
+    std::cout << loaded->label << ": " << summary(*loaded->state) << "\n";
+    if (plan.empty()) {
+        std::cout << "no changes\n";
+    } else {
+        std::vector<std::vector<std::string>> rows{{"NODE", "ACTION", "REASON"}};
+        for (const auto& a : plan.actions) {
+            rows.push_back({a.node, to_string(a.verb), a.reason});
+        }
+        print_table(rows);
+        std::cout << plan.actions.size() << " action" << (plan.actions.size() == 1 ? "" : "s") << "\n";
+    }
+    if (plan.mass_deletion_held) {
+        std::cout << "held: " << plan.mass_deletion_message << "\n";
+    }
+    return plan.empty() ? k_exit_ok : k_exit_findings;
+}
+
+} // namespace metalsync

@@ -1,0 +1,688 @@
+#include "sources/document_parser.hpp"
+
+#include <algorithm>
+
+namespace metalsync {
+
+namespace {
+
+Position position_of(const YAML::Node& node)
+{
+    const auto mark = node.Mark();
+    if (mark.is_null()) {
+        return {1, 1};
+    }
+    return {mark.line + 1, mark.column + 1};
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b)
+{
+    std::vector<std::size_t> prev(b.size() + 1);
+    std::vector<std::size_t> cur(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        cur[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+        }
+        std::swap(prev, cur);
+    }
+    return prev[b.size()];
+}
+
+const std::set<std::string> k_interface_keys = {"bios",    "boot",    "console", "deploy", "inspect", "management",
+                                                "network", "power",   "raid",    "rescue", "storage", "vendor"};
+
+bool is_interface_name(std::string_view s)
+{
+    if (s.empty() || !(std::islower(static_cast<unsigned char>(s[0])) || std::isdigit(static_cast<unsigned char>(s[0])))) {
+        return false;
+    }
+    return std::all_of(s.begin(), s.end(), [](char c) {
+        return std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '_' ||
+               c == '-';
+    });
+}
+
+bool is_resource_class(std::string_view s)
+{
+    return !s.empty() && s.size() <= 80 && std::all_of(s.begin(), s.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+    });
+}
+
+bool is_step_name(std::string_view s)
+{
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+        return std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '_';
+    });
+}
+
+bool is_system_id(std::string_view s) { return !s.empty() && s[0] == '/'; }
+
+bool is_plain_credentials_name(std::string_view s) { return is_credentials_name(s); }
+
+class DocumentParser {
+public:
+    DocumentParser(const std::string& path, ParsedFile& out, const YamlLimits& limits)
+        : m_path(path), m_out(out), m_reader(path, out.diagnostics, limits)
+    {
+    }
+
+    void parse(const YAML::Node& doc);
+
+private:
+    struct Metadata {
+        std::string name;
+        std::map<std::string, std::string> labels;
+        Position name_at;
+        bool ok = false;
+    };
+
+    Metadata parse_metadata(const YAML::Node& doc);
+    void parse_node(const YAML::Node& doc, const Metadata& meta);
+    void parse_node_class(const YAML::Node& doc, const Metadata& meta);
+    void parse_policy(const YAML::Node& doc, const Metadata& meta);
+    void parse_kube(const YAML::Node& doc, const std::string& api_version, const std::string& kind);
+    void parse_fields(const YAML::Node& spec, bool is_class, NodeFields& fields);
+    void parse_bmc(const YAML::Node& bmc, bool is_class, NodeFields& fields, NodeDocument* node);
+    std::optional<ImageSpec> parse_image(const YAML::Node& image);
+    std::optional<ConfigDriveSpec> parse_config_drive(const YAML::Node& drive);
+    std::optional<std::vector<CleanStep>> parse_clean_steps(const YAML::Node& steps);
+    void parse_expect(const YAML::Node& expect, HardwareExpectation& out);
+
+    void missing(const YAML::Node& parent, const std::string& field)
+    {
+        m_reader.error(parent, field, "required field is missing");
+    }
+
+    const std::string& m_path;
+    ParsedFile& m_out;
+    YamlReader m_reader;
+};
+
+void DocumentParser::parse(const YAML::Node& doc)
+{
+    if (!doc.IsMap()) {
+        m_reader.error(doc, "", std::string("a document must be a mapping, got ") + describe(yaml_type(doc)));
+        return;
+    }
+    auto api_node = doc["apiVersion"];
+    auto kind_node = doc["kind"];
+    if (!api_node) {
+        missing(doc, "apiVersion");
+    }
+    if (!kind_node) {
+        missing(doc, "kind");
+    }
+    if (!api_node || !kind_node) {
+        return;
+    }
+    auto api_version = m_reader.string(api_node, "apiVersion");
+    auto kind = m_reader.string(kind_node, "kind");
+    if (!api_version || !kind) {
+        return;
+    }
+    auto slash = api_version->find('/');
+    std::string group = slash == std::string::npos ? "" : api_version->substr(0, slash);
+    if (group == k_api_group) {
+        if (*api_version != k_api_version) {
+            m_reader.error(api_node, "apiVersion",
+                           "unsupported version '" + *api_version + "'; this metalsync reads " + k_api_version);
+            return;
+        }
+        if (*kind != "Node" && *kind != "NodeClass" && *kind != "Policy") {
+            m_reader.error(kind_node, "kind", "unknown kind '" + *kind + "' in " + k_api_version +
+                                                  " (known: Node, NodeClass, Policy)");
+            return;
+        }
+        if (!m_reader.mapping(doc, "", {"apiVersion", "kind", "metadata", "spec"})) {
+            // Unknown top-level fields are reported; carry on to report the rest.
+        }
+        auto meta = parse_metadata(doc);
+        auto spec = doc["spec"];
+        if (!spec) {
+            missing(doc, "spec");
+            return;
+        }
+        if (*kind == "Node") {
+            parse_node(doc, meta);
+        } else if (*kind == "NodeClass") {
+            parse_node_class(doc, meta);
+        } else {
+            parse_policy(doc, meta);
+        }
+        return;
+    }
+    std::string typo_group = group.empty() ? *api_version : group;
+    auto distance = edit_distance(typo_group, k_api_group);
+    if ((distance > 0 && distance <= 2) || typo_group == "metalsync") {
+        m_reader.error(api_node, "apiVersion",
+                       "unknown API group '" + typo_group + "'; did you mean " + k_api_version + "?");
+        return;
+    }
+    parse_kube(doc, *api_version, *kind);
+}
+
+DocumentParser::Metadata DocumentParser::parse_metadata(const YAML::Node& doc)
+{
+    Metadata meta;
+    auto node = doc["metadata"];
+    if (!node) {
+        missing(doc, "metadata");
+        return meta;
+    }
+    if (!m_reader.mapping(node, "metadata", {"name", "labels", "annotations"})) {
+        if (!node.IsMap()) {
+            return meta;
+        }
+    }
+    auto name = node["name"];
+    if (!name) {
+        missing(node, "metadata.name");
+        return meta;
+    }
+    auto value = m_reader.matching(name, "metadata.name",
+                                   "a valid name (lower-case letters, digits, '-' and '.', at most 63 characters)",
+                                   is_object_name);
+    if (auto labels = node["labels"]) {
+        if (auto map = m_reader.string_map(labels, "metadata.labels")) {
+            meta.labels = *map;
+        }
+    }
+    if (auto annotations = node["annotations"]) {
+        (void)m_reader.string_map(annotations, "metadata.annotations");
+    }
+    if (value) {
+        meta.name = *value;
+        meta.name_at = position_of(name);
+        meta.ok = true;
+    }
+    return meta;
+}
+
+void DocumentParser::parse_node(const YAML::Node& doc, const Metadata& meta)
+{
+    NodeDocument node;
+    node.name = meta.name;
+    node.labels = meta.labels;
+    node.name_at = meta.name_at;
+    node.source = {m_path, position_of(doc).line};
+    auto spec = doc["spec"];
+    const std::size_t errors_before = m_out.diagnostics.size();
+    if (!m_reader.mapping(spec, "spec",
+                          {"class", "bmc", "interfaces", "automatedClean", "ports", "properties", "resourceClass",
+                           "inspect", "expect", "provisionState", "image", "configDrive", "maintenance",
+                           "maintenanceReason", "power", "cleanSteps"}) &&
+        !spec.IsMap()) {
+        return;
+    }
+    if (auto cls = spec["class"]) {
+        if (auto value = m_reader.matching(cls, "spec.class", "a valid NodeClass name", is_object_name)) {
+            node.class_name = *value;
+            node.class_at = position_of(cls);
+        }
+    }
+    if (auto bmc = spec["bmc"]) {
+        node.bmc_at = position_of(bmc);
+        parse_bmc(bmc, false, node.fields, &node);
+    } else {
+        missing(spec, "spec.bmc");
+    }
+    if (auto ports = spec["ports"]) {
+        if (m_reader.sequence(ports, "spec.ports", 64)) {
+            std::size_t i = 0;
+            for (const auto& port : ports) {
+                auto field = index_field("spec.ports", i++);
+                if (!m_reader.mapping(port, field, {"mac", "pxe", "physicalNetwork"}) && !port.IsMap()) {
+                    continue;
+                }
+                PortSpec spec_port;
+                auto mac = port["mac"];
+                if (!mac) {
+                    missing(port, field + ".mac");
+                    continue;
+                }
+                auto value = m_reader.matching(mac, field + ".mac", "a MAC address (aa:bb:cc:dd:ee:ff)", is_mac);
+                if (!value) {
+                    continue;
+                }
+                spec_port.mac = *value;
+                std::transform(spec_port.mac.begin(), spec_port.mac.end(), spec_port.mac.begin(),
+                               [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+                if (auto pxe = port["pxe"]) {
+                    if (auto b = m_reader.boolean(pxe, field + ".pxe")) {
+                        spec_port.pxe = *b;
+                    }
+                }
+                if (auto net = port["physicalNetwork"]) {
+                    if (auto s = m_reader.string(net, field + ".physicalNetwork")) {
+                        if (s->empty()) {
+                            m_reader.error(net, field + ".physicalNetwork", "must not be empty");
+                        }
+                        spec_port.physical_network = *s;
+                    }
+                }
+                node.ports.push_back(spec_port);
+                node.mac_at.push_back(position_of(mac));
+            }
+        }
+    }
+    parse_fields(spec, false, node.fields);
+    if (meta.ok && m_out.diagnostics.size() == errors_before) {
+        m_out.nodes.push_back(std::move(node));
+    }
+}
+
+void DocumentParser::parse_node_class(const YAML::Node& doc, const Metadata& meta)
+{
+    NodeClassDocument cls;
+    cls.node_class.name = meta.name;
+    cls.node_class.source = {m_path, position_of(doc).line};
+    cls.name_at = meta.name_at;
+    auto spec = doc["spec"];
+    const std::size_t errors_before = m_out.diagnostics.size();
+    if (!m_reader.mapping(spec, "spec",
+                          {"bmc", "interfaces", "automatedClean", "properties", "resourceClass", "inspect", "expect",
+                           "provisionState", "image", "configDrive", "maintenance", "maintenanceReason", "power",
+                           "cleanSteps"}) &&
+        !spec.IsMap()) {
+        return;
+    }
+    if (auto bmc = spec["bmc"]) {
+        parse_bmc(bmc, true, cls.node_class.fields, nullptr);
+    }
+    parse_fields(spec, true, cls.node_class.fields);
+    if (meta.ok && m_out.diagnostics.size() == errors_before) {
+        m_out.classes.push_back(std::move(cls));
+    }
+}
+
+void DocumentParser::parse_bmc(const YAML::Node& bmc, bool is_class, NodeFields& fields, NodeDocument* node)
+{
+    std::set<std::string> allowed = {"driver", "port", "credentials", "verifyCA"};
+    if (!is_class) {
+        allowed.insert({"address", "systemId"});
+    }
+    if (!m_reader.mapping(bmc, "spec.bmc", allowed) && !bmc.IsMap()) {
+        return;
+    }
+    if (auto driver = bmc["driver"]) {
+        if (auto v = m_reader.one_of(driver, "spec.bmc.driver", {"ipmi", "redfish", "idrac", "ilo", "irmc", "fake-hardware"})) {
+            fields.driver = *v;
+        }
+    }
+    if (auto port = bmc["port"]) {
+        if (auto v = m_reader.integer(port, "spec.bmc.port", 1, 65535)) {
+            fields.bmc_port = static_cast<int>(*v);
+        }
+    }
+    if (auto credentials = bmc["credentials"]) {
+        if (auto v = m_reader.matching(credentials, "spec.bmc.credentials",
+                                       "a plain file name in the credentials directory (letters, digits, '.', '_', "
+                                       "'-'; no '/' or '..')",
+                                       is_plain_credentials_name)) {
+            fields.credentials = *v;
+        }
+    }
+    if (auto verify = bmc["verifyCA"]) {
+        if (auto v = m_reader.boolean(verify, "spec.bmc.verifyCA")) {
+            fields.verify_ca = *v;
+        }
+    }
+    if (node != nullptr) {
+        if (auto address = bmc["address"]) {
+            if (auto v = m_reader.matching(address, "spec.bmc.address", "an IP address or host name", is_host)) {
+                node->bmc_address = *v;
+                node->address_at = position_of(address);
+            }
+        } else {
+            missing(bmc, "spec.bmc.address");
+        }
+        if (auto system = bmc["systemId"]) {
+            if (auto v = m_reader.matching(system, "spec.bmc.systemId", "a Redfish system path (starting with '/')",
+                                           is_system_id)) {
+                node->bmc_system_id = *v;
+            }
+        }
+    }
+}
+
+void DocumentParser::parse_fields(const YAML::Node& spec, bool /*is_class*/, NodeFields& fields)
+{
+    if (auto interfaces = spec["interfaces"]) {
+        if (m_reader.mapping(interfaces, "spec.interfaces", k_interface_keys)) {
+            for (const auto& kv : interfaces) {
+                const auto& key = kv.first.Scalar();
+                if (auto v = m_reader.matching(kv.second, "spec.interfaces." + key, "an Ironic interface name",
+                                               is_interface_name)) {
+                    fields.interfaces[key] = *v;
+                }
+            }
+        }
+    }
+    if (auto v = spec["automatedClean"]) {
+        fields.automated_clean = m_reader.boolean(v, "spec.automatedClean");
+    }
+    if (auto v = spec["properties"]) {
+        if (!v.IsMap()) {
+            m_reader.error(v, "spec.properties", std::string("expected a mapping, got ") + describe(yaml_type(v)));
+        } else if (auto j = m_reader.to_json(v, "spec.properties")) {
+            fields.properties = *j;
+        }
+    }
+    if (auto v = spec["resourceClass"]) {
+        fields.resource_class = m_reader.matching(v, "spec.resourceClass",
+                                                  "a resource class (letters, digits, '_', '.', '-', at most 80)",
+                                                  is_resource_class);
+    }
+    if (auto v = spec["inspect"]) {
+        fields.inspect = m_reader.boolean(v, "spec.inspect");
+    }
+    if (auto v = spec["expect"]) {
+        parse_expect(v, fields.expect);
+    }
+    if (auto v = spec["provisionState"]) {
+        if (auto s = m_reader.one_of(v, "spec.provisionState", {"manageable", "available", "active"})) {
+            fields.provision_state = *s == "manageable"  ? ProvisionGoal::manageable
+                                     : *s == "available" ? ProvisionGoal::available
+                                                         : ProvisionGoal::active;
+        }
+    }
+    if (auto v = spec["image"]) {
+        fields.image = parse_image(v);
+    }
+    if (auto v = spec["configDrive"]) {
+        fields.config_drive = parse_config_drive(v);
+    }
+    if (auto v = spec["maintenance"]) {
+        fields.maintenance = m_reader.boolean(v, "spec.maintenance");
+    }
+    if (auto v = spec["maintenanceReason"]) {
+        if (auto s = m_reader.string(v, "spec.maintenanceReason")) {
+            if (s->size() > 255) {
+                m_reader.error(v, "spec.maintenanceReason", "at most 255 characters");
+            } else {
+                fields.maintenance_reason = *s;
+            }
+        }
+    }
+    if (auto v = spec["power"]) {
+        if (auto s = m_reader.one_of(v, "spec.power", {"on", "off"})) {
+            fields.power = *s == "on" ? PowerGoal::on : PowerGoal::off;
+        }
+    }
+    if (auto v = spec["cleanSteps"]) {
+        fields.clean_steps = parse_clean_steps(v);
+    }
+}
+
+void DocumentParser::parse_expect(const YAML::Node& expect, HardwareExpectation& out)
+{
+    if (!m_reader.mapping(expect, "spec.expect", {"cpus", "memoryMiB", "disks", "cpuArch"})) {
+        return;
+    }
+    if (auto v = expect["cpus"]) {
+        if (auto i = m_reader.integer(v, "spec.expect.cpus", 1, 1 << 20)) out.cpus = static_cast<int>(*i);
+    }
+    if (auto v = expect["memoryMiB"]) {
+        out.memory_mib = m_reader.integer(v, "spec.expect.memoryMiB", 1, std::int64_t{1} << 40);
+    }
+    if (auto v = expect["disks"]) {
+        if (auto i = m_reader.integer(v, "spec.expect.disks", 0, 1 << 16)) out.disks = static_cast<int>(*i);
+    }
+    if (auto v = expect["cpuArch"]) {
+        if (auto s = m_reader.string(v, "spec.expect.cpuArch")) {
+            if (s->empty()) {
+                m_reader.error(v, "spec.expect.cpuArch", "must not be empty");
+            } else {
+                out.cpu_arch = *s;
+            }
+        }
+    }
+}
+
+std::optional<ImageSpec> DocumentParser::parse_image(const YAML::Node& image)
+{
+    if (!m_reader.mapping(image, "spec.image", {"source", "checksum", "kernel", "ramdisk", "rootGiB"}) &&
+        !image.IsMap()) {
+        return std::nullopt;
+    }
+    ImageSpec spec;
+    auto source = image["source"];
+    if (!source) {
+        missing(image, "spec.image.source");
+        return std::nullopt;
+    }
+    auto url = m_reader.matching(source, "spec.image.source", "an http://, https:// or file:// URL", is_url);
+    if (!url) {
+        return std::nullopt;
+    }
+    spec.source = *url;
+    if (auto v = image["checksum"]) {
+        if (auto s = m_reader.matching(v, "spec.image.checksum",
+                                       "a checksum (md5:<32 hex>, sha256:<64 hex>, sha512:<128 hex>) or the URL of a "
+                                       "checksum file",
+                                       is_checksum)) {
+            spec.checksum = *s;
+        }
+    } else if (spec.source.starts_with("http://") || spec.source.starts_with("https://")) {
+        missing(image, "spec.image.checksum");
+    }
+    if (auto v = image["kernel"]) {
+        if (auto s = m_reader.matching(v, "spec.image.kernel", "an http://, https:// or file:// URL", is_url)) {
+            spec.kernel = *s;
+        }
+    }
+    if (auto v = image["ramdisk"]) {
+        if (auto s = m_reader.matching(v, "spec.image.ramdisk", "an http://, https:// or file:// URL", is_url)) {
+            spec.ramdisk = *s;
+        }
+    }
+    if (auto v = image["rootGiB"]) {
+        if (auto i = m_reader.integer(v, "spec.image.rootGiB", 1, 1 << 20)) spec.root_gib = static_cast<int>(*i);
+    }
+    return spec;
+}
+
+std::optional<ConfigDriveSpec> DocumentParser::parse_config_drive(const YAML::Node& drive)
+{
+    if (!m_reader.mapping(drive, "spec.configDrive", {"userData", "metaData", "networkData"}) && !drive.IsMap()) {
+        return std::nullopt;
+    }
+    ConfigDriveSpec spec;
+    if (auto v = drive["userData"]) {
+        spec.user_data = m_reader.string(v, "spec.configDrive.userData");
+    }
+    for (const char* key : {"metaData", "networkData"}) {
+        if (auto v = drive[key]) {
+            std::string field = std::string("spec.configDrive.") + key;
+            if (!v.IsMap()) {
+                m_reader.error(v, field, std::string("expected a mapping, got ") + describe(yaml_type(v)));
+            } else if (auto j = m_reader.to_json(v, field)) {
+                (std::string(key) == "metaData" ? spec.meta_data : spec.network_data) = *j;
+            }
+        }
+    }
+    return spec;
+}
+
+std::optional<std::vector<CleanStep>> DocumentParser::parse_clean_steps(const YAML::Node& steps)
+{
+    if (!m_reader.sequence(steps, "spec.cleanSteps", 64)) {
+        return std::nullopt;
+    }
+    std::vector<CleanStep> out;
+    std::size_t i = 0;
+    for (const auto& step : steps) {
+        auto field = index_field("spec.cleanSteps", i++);
+        if (!m_reader.mapping(step, field, {"interface", "step", "args"}) && !step.IsMap()) {
+            continue;
+        }
+        CleanStep cs;
+        auto interface = step["interface"];
+        auto name = step["step"];
+        if (!interface) {
+            missing(step, field + ".interface");
+        } else if (auto s = m_reader.one_of(interface, field + ".interface",
+                                            {"deploy", "bios", "raid", "management", "power"})) {
+            cs.interface = *s;
+        }
+        if (!name) {
+            missing(step, field + ".step");
+        } else if (auto s = m_reader.matching(name, field + ".step", "a step name (lower-case, digits, '_')",
+                                              is_step_name)) {
+            cs.step = *s;
+        }
+        if (auto args = step["args"]) {
+            if (!args.IsMap()) {
+                m_reader.error(args, field + ".args", std::string("expected a mapping, got ") + describe(yaml_type(args)));
+            } else if (auto j = m_reader.to_json(args, field + ".args")) {
+                cs.args = *j;
+            }
+        }
+        out.push_back(std::move(cs));
+    }
+    return out;
+}
+
+void DocumentParser::parse_policy(const YAML::Node& doc, const Metadata& meta)
+{
+    PolicyDocument pd;
+    pd.policy.name = meta.name;
+    pd.policy.source = {m_path, position_of(doc).line};
+    pd.name_at = meta.name_at;
+    auto spec = doc["spec"];
+    const std::size_t errors_before = m_out.diagnostics.size();
+    if (!m_reader.mapping(spec, "spec", {"prune", "massDeletion", "maxRetries", "limits"}) && !spec.IsMap()) {
+        return;
+    }
+    auto& p = pd.policy;
+    if (auto v = spec["prune"]) {
+        if (auto b = m_reader.boolean(v, "spec.prune")) p.prune = *b;
+    }
+    if (auto v = spec["massDeletion"]) {
+        if (m_reader.mapping(v, "spec.massDeletion", {"maxPercent", "allow"})) {
+            if (auto m = v["maxPercent"]) {
+                if (auto i = m_reader.integer(m, "spec.massDeletion.maxPercent", 0, 100)) {
+                    p.mass_deletion_max_percent = static_cast<int>(*i);
+                }
+            }
+            if (auto a = v["allow"]) {
+                if (auto b = m_reader.boolean(a, "spec.massDeletion.allow")) p.mass_deletion_allowed = *b;
+            }
+        }
+    }
+    if (auto v = spec["maxRetries"]) {
+        if (auto i = m_reader.integer(v, "spec.maxRetries", 0, 100)) p.max_retries = static_cast<int>(*i);
+    }
+    if (auto v = spec["limits"]) {
+        if (m_reader.mapping(v, "spec.limits", {"maxProvisioning", "ironicQPS", "kubernetesQPS", "perBMC"})) {
+            if (auto m = v["maxProvisioning"]) {
+                if (auto i = m_reader.integer(m, "spec.limits.maxProvisioning", 1, 1000)) {
+                    p.limits.max_provisioning = static_cast<int>(*i);
+                }
+            }
+            for (const char* key : {"ironicQPS", "kubernetesQPS"}) {
+                if (auto m = v[key]) {
+                    std::string field = std::string("spec.limits.") + key;
+                    if (auto d = m_reader.number(m, field)) {
+                        if (*d <= 0 || *d > 1000) {
+                            m_reader.error(m, field, "must be greater than 0 and at most 1000, got " + m.Scalar());
+                        } else {
+                            (std::string(key) == "ironicQPS" ? p.limits.ironic_qps : p.limits.kubernetes_qps) = *d;
+                        }
+                    }
+                }
+            }
+            if (auto m = v["perBMC"]) {
+                if (auto i = m_reader.integer(m, "spec.limits.perBMC", 1, 16)) {
+                    p.limits.per_bmc = static_cast<int>(*i);
+                }
+            }
+        }
+    }
+    if (meta.ok && m_out.diagnostics.size() == errors_before) {
+        m_out.policies.push_back(std::move(pd));
+    }
+}
+
+void DocumentParser::parse_kube(const YAML::Node& doc, const std::string& api_version, const std::string& kind)
+{
+    KubeDocument kd;
+    kd.object.api_version = api_version;
+    kd.object.kind = kind;
+    kd.object.source = {m_path, position_of(doc).line};
+    auto metadata = doc["metadata"];
+    if (!metadata) {
+        missing(doc, "metadata");
+        return;
+    }
+    if (!metadata.IsMap()) {
+        m_reader.error(metadata, "metadata", std::string("expected a mapping, got ") + describe(yaml_type(metadata)));
+        return;
+    }
+    auto name = metadata["name"];
+    if (!name) {
+        missing(metadata, "metadata.name");
+        return;
+    }
+    auto name_value = m_reader.string(name, "metadata.name");
+    if (!name_value) {
+        return;
+    }
+    kd.object.name = *name_value;
+    kd.name_at = position_of(name);
+    if (auto ns = metadata["namespace"]) {
+        if (auto v = m_reader.string(ns, "metadata.namespace")) kd.object.namespace_ = *v;
+    }
+    auto body = m_reader.to_json(doc, "");
+    if (!body) {
+        return;
+    }
+    kd.object.body = std::move(*body);
+    m_out.kube_objects.push_back(std::move(kd));
+}
+
+} // namespace
+
+ParsedFile parse_file(const std::string& path, std::string_view content, const YamlLimits& limits)
+{
+    ParsedFile out;
+    if (content.size() > limits.max_file_bytes) {
+        out.diagnostics.push_back({path, 1, 1, "",
+                                   "file is " + std::to_string(content.size() / (1024 * 1024)) +
+                                       " MiB; the limit is " + std::to_string(limits.max_file_bytes / (1024 * 1024)) +
+                                       " MiB"});
+        return out;
+    }
+    std::size_t bad = 0;
+    if (!is_valid_utf8(content, &bad)) {
+        int line = 1 + static_cast<int>(std::count(content.begin(), content.begin() + static_cast<long>(bad), '\n'));
+        auto line_start = content.rfind('\n', bad == 0 ? 0 : bad - 1);
+        int column = static_cast<int>(bad - (line_start == std::string_view::npos ? 0 : line_start + 1)) + 1;
+        out.diagnostics.push_back({path, line, column, "", "not valid UTF-8"});
+        return out;
+    }
+    std::vector<YAML::Node> documents;
+    try {
+        documents = YAML::LoadAll(std::string(content));
+    } catch (const YAML::Exception& e) {
+        out.diagnostics.push_back({path, e.mark.line + 1, e.mark.column + 1, "", "YAML syntax error: " + e.msg});
+        return out;
+    }
+    DocumentParser parser(path, out, limits);
+    for (const auto& doc : documents) {
+        if (!doc.IsDefined() || doc.IsNull()) {
+            continue;  // an empty document (`---` at the end of a file)
+        }
+        try {
+            parser.parse(doc);
+        } catch (const YAML::Exception& e) {
+            out.diagnostics.push_back({path, e.mark.line + 1, e.mark.column + 1, "", e.msg});
+        }
+    }
+    return out;
+}
+
+} // namespace metalsync

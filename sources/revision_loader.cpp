@@ -1,0 +1,232 @@
+#include "sources/revision_loader.hpp"
+
+#include <map>
+#include <set>
+#include <tuple>
+
+namespace metalsync {
+
+namespace {
+
+std::string where(const std::string& file, Position at)
+{
+    return file + ":" + std::to_string(at.line);
+}
+
+template <class T>
+std::optional<T> pick(const std::optional<T>& node, const std::optional<T>& cls)
+{
+    return node ? node : cls;
+}
+
+int default_bmc_port(const std::string& driver) { return driver == "ipmi" ? 623 : 443; }
+
+NodeSpec resolve(const NodeDocument& doc, const NodeClass* cls)
+{
+    static const NodeFields k_empty;
+    const NodeFields& c = cls != nullptr ? cls->fields : k_empty;
+    const NodeFields& n = doc.fields;
+    NodeSpec spec;
+    spec.name = doc.name;
+    spec.labels = doc.labels;
+    spec.class_name = doc.class_name;
+    spec.bmc.driver = pick(n.driver, c.driver).value_or("");
+    spec.bmc.address = doc.bmc_address;
+    spec.bmc.port = pick(n.bmc_port, c.bmc_port);
+    spec.bmc.credentials = pick(n.credentials, c.credentials).value_or("");
+    spec.bmc.system_id = doc.bmc_system_id;
+    spec.bmc.verify_ca = pick(n.verify_ca, c.verify_ca);
+    spec.interfaces = c.interfaces;
+    for (const auto& [k, v] : n.interfaces) {
+        spec.interfaces[k] = v;
+    }
+    spec.automated_clean = pick(n.automated_clean, c.automated_clean).value_or(true);
+    spec.ports = doc.ports;
+    spec.properties = c.properties;
+    spec.properties.merge_patch(n.properties);
+    spec.resource_class = pick(n.resource_class, c.resource_class).value_or("");
+    spec.inspect = pick(n.inspect, c.inspect).value_or(false);
+    spec.expect.cpus = pick(n.expect.cpus, c.expect.cpus);
+    spec.expect.memory_mib = pick(n.expect.memory_mib, c.expect.memory_mib);
+    spec.expect.disks = pick(n.expect.disks, c.expect.disks);
+    spec.expect.cpu_arch = pick(n.expect.cpu_arch, c.expect.cpu_arch);
+    spec.provision_state = pick(n.provision_state, c.provision_state).value_or(ProvisionGoal::available);
+    spec.image = pick(n.image, c.image);
+    spec.config_drive = pick(n.config_drive, c.config_drive);
+    spec.clean_steps = pick(n.clean_steps, c.clean_steps).value_or(std::vector<CleanStep>{});
+    spec.maintenance = pick(n.maintenance, c.maintenance).value_or(false);
+    spec.maintenance_reason = pick(n.maintenance_reason, c.maintenance_reason).value_or("");
+    spec.power = pick(n.power, c.power);
+    spec.source = doc.source;
+    return spec;
+}
+
+std::string api_group(const std::string& api_version)
+{
+    auto slash = api_version.find('/');
+    return slash == std::string::npos ? "" : api_version.substr(0, slash);
+}
+
+} // namespace
+
+std::expected<DesiredState, Diagnostics> assemble_revision(const std::vector<std::shared_ptr<const ParsedFile>>& files)
+{
+    Diagnostics errors;
+    DesiredState state;
+    for (const auto& f : files) {
+        errors.insert(errors.end(), f->diagnostics.begin(), f->diagnostics.end());
+    }
+
+    auto report = [&errors](const std::string& file, Position at, std::string field, std::string reason) {
+        errors.push_back({file, at.line, at.column, std::move(field), std::move(reason)});
+    };
+
+    // Classes first: nodes refer to them.
+    std::map<std::string, Position> class_at;
+    for (const auto& f : files) {
+        for (const auto& c : f->classes) {
+            const auto& name = c.node_class.name;
+            if (auto it = state.classes.find(name); it != state.classes.end()) {
+                report(c.node_class.source.file, c.name_at, "metadata.name",
+                       "NodeClass '" + name + "' is already declared at " +
+                           where(it->second.source.file, class_at[name]));
+                continue;
+            }
+            class_at[name] = c.name_at;
+            state.classes.emplace(name, c.node_class);
+        }
+    }
+
+    const PolicyDocument* policy = nullptr;
+    for (const auto& f : files) {
+        for (const auto& p : f->policies) {
+            if (policy != nullptr) {
+                report(p.policy.source.file, p.name_at, "metadata.name",
+                       "a repository holds one Policy; '" + policy->policy.name + "' is already declared at " +
+                           where(policy->policy.source.file, policy->name_at));
+                continue;
+            }
+            policy = &p;
+        }
+    }
+    if (policy != nullptr) {
+        state.policy = policy->policy;
+        state.has_policy = true;
+    }
+
+    std::map<std::string, std::pair<std::string, Position>> node_at;
+    std::map<std::string, std::pair<std::string, std::string>> mac_owner;   // mac -> (node, file:line)
+    std::map<std::string, std::pair<std::string, std::string>> bmc_owner;   // address:port[/system] -> (node, where)
+    for (const auto& f : files) {
+        for (const auto& doc : f->nodes) {
+            const auto& file = doc.source.file;
+            if (auto it = node_at.find(doc.name); it != node_at.end()) {
+                report(file, doc.name_at, "metadata.name",
+                       "node '" + doc.name + "' is already declared at " + where(it->second.first, it->second.second));
+                continue;
+            }
+            node_at[doc.name] = {file, doc.name_at};
+            const NodeClass* cls = nullptr;
+            if (!doc.class_name.empty()) {
+                auto it = state.classes.find(doc.class_name);
+                if (it == state.classes.end()) {
+                    report(file, doc.class_at, "spec.class", "NodeClass '" + doc.class_name + "' does not exist");
+                    continue;
+                }
+                cls = &it->second;
+            }
+            NodeSpec spec = resolve(doc, cls);
+            std::string via = cls != nullptr ? " (here or in NodeClass '" + cls->name + "')" : "";
+            if (spec.bmc.driver.empty()) {
+                report(file, doc.bmc_at, "spec.bmc.driver", "no driver: set spec.bmc.driver" + via);
+            }
+            if (spec.bmc.credentials.empty() && !spec.bmc.driver.empty() && spec.bmc.driver != "fake-hardware") {
+                report(file, doc.bmc_at, "spec.bmc.credentials",
+                       "driver '" + spec.bmc.driver + "' needs credentials: set spec.bmc.credentials" + via);
+            }
+            if (spec.provision_state == ProvisionGoal::active && !spec.image) {
+                report(file, Position{doc.source.line, 1}, "spec.image",
+                       "provisionState active needs an image: set spec.image" + via);
+            }
+            for (std::size_t i = 0; i < doc.ports.size(); ++i) {
+                const auto& mac = doc.ports[i].mac;
+                auto here = where(file, doc.mac_at[i]);
+                auto [it, inserted] = mac_owner.emplace(mac, std::make_pair(doc.name, here));
+                if (!inserted) {
+                    report(file, doc.mac_at[i], "spec.ports[" + std::to_string(i) + "].mac",
+                           "MAC " + mac + " is already claimed by node '" + it->second.first + "' at " +
+                               it->second.second);
+                }
+            }
+            if (!doc.bmc_address.empty() && !spec.bmc.driver.empty()) {
+                int port = spec.bmc.port.value_or(default_bmc_port(spec.bmc.driver));
+                std::string key = doc.bmc_address + ":" + std::to_string(port) + doc.bmc_system_id;
+                auto here = where(file, doc.address_at);
+                auto [it, inserted] = bmc_owner.emplace(key, std::make_pair(doc.name, here));
+                if (!inserted) {
+                    report(file, doc.address_at, "spec.bmc.address",
+                           "BMC " + key + " is already claimed by node '" + it->second.first + "' at " +
+                               it->second.second);
+                }
+            }
+            state.nodes.emplace(doc.name, std::move(spec));
+        }
+    }
+
+    std::map<std::tuple<std::string, std::string, std::string, std::string>, std::string> kube_at;
+    for (const auto& f : files) {
+        for (const auto& k : f->kube_objects) {
+            const auto& o = k.object;
+            auto key = std::make_tuple(api_group(o.api_version), o.kind, o.namespace_, o.name);
+            auto here = where(o.source.file, k.name_at);
+            auto [it, inserted] = kube_at.emplace(key, here);
+            if (!inserted) {
+                report(o.source.file, k.name_at, "metadata.name",
+                       o.kind + " '" + (o.namespace_.empty() ? "" : o.namespace_ + "/") + o.name +
+                           "' is already declared at " + it->second);
+                continue;
+            }
+            state.kube_objects.push_back(o);
+        }
+    }
+
+    if (!errors.empty()) {
+        sort_diagnostics(errors);
+        return std::unexpected(std::move(errors));
+    }
+    return state;
+}
+
+std::expected<DesiredState, Diagnostics> RevisionLoader::load(const std::vector<RepoFile>& files, const ReadFile& read)
+{
+    m_stats = {};
+    m_stats.files = files.size();
+    std::unordered_map<std::string, std::shared_ptr<const ParsedFile>> next_cache;
+    std::vector<std::shared_ptr<const ParsedFile>> parsed;
+    parsed.reserve(files.size());
+    for (const auto& file : files) {
+        std::string key = file.path + '\0' + file.id;
+        std::shared_ptr<const ParsedFile> entry;
+        if (auto it = m_cache.find(key); it != m_cache.end()) {
+            entry = it->second;
+        } else {
+            auto pf = std::make_shared<ParsedFile>();
+            if (file.symlink) {
+                pf->diagnostics.push_back({file.path, 1, 1, "",
+                                           "symbolic links are not followed; commit the file itself"});
+            } else if (auto content = read(file)) {
+                *pf = parse_file(file.path, *content, m_limits);
+            } else {
+                pf->diagnostics.push_back({file.path, 1, 1, "", "cannot read: " + content.error()});
+            }
+            ++m_stats.parsed;
+            entry = std::move(pf);
+        }
+        next_cache.emplace(key, entry);
+        parsed.push_back(std::move(entry));
+    }
+    m_cache = std::move(next_cache);
+    return assemble_revision(parsed);
+}
+
+} // namespace metalsync

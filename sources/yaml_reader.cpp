@@ -1,0 +1,597 @@
+#include "sources/yaml_reader.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <regex>
+
+namespace metalsync {
+
+namespace {
+
+bool is_plain(const YAML::Node& node)
+{
+    // yaml-cpp tags plain scalars "?" and quoted ones "!"; an explicit tag such
+    // as !!str is kept as written.
+    return node.Tag() == "?" || node.Tag().empty();
+}
+
+// Hand-written YAML 1.2 core-schema resolution: this runs for every scalar
+// of every document, and std::regex would dominate a 10,000-node cold load.
+bool is_null_scalar(const std::string& s)
+{
+    return s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL";
+}
+
+bool is_bool_scalar(const std::string& s)
+{
+    return s == "true" || s == "True" || s == "TRUE" || s == "false" || s == "False" || s == "FALSE";
+}
+
+bool all_of_set(std::string_view s, std::string_view set)
+{
+    return !s.empty() && s.find_first_not_of(set) == std::string_view::npos;
+}
+
+bool is_int_scalar(const std::string& s)
+{
+    std::string_view v = s;
+    if (v.starts_with("0o")) {
+        return all_of_set(v.substr(2), "01234567");
+    }
+    if (v.starts_with("0x")) {
+        return all_of_set(v.substr(2), "0123456789abcdefABCDEF");
+    }
+    if (!v.empty() && (v[0] == '-' || v[0] == '+')) {
+        v.remove_prefix(1);
+    }
+    return all_of_set(v, "0123456789");
+}
+
+bool is_float_scalar(const std::string& s)
+{
+    std::string_view v = s;
+    if (v == ".nan" || v == ".NaN" || v == ".NAN") {
+        return true;
+    }
+    if (!v.empty() && (v[0] == '-' || v[0] == '+')) {
+        v.remove_prefix(1);
+    }
+    if (v == ".inf" || v == ".Inf" || v == ".INF") {
+        return true;
+    }
+    // [0-9]+(\.[0-9]*)? | \.[0-9]+ , then optional exponent
+    std::size_t i = 0;
+    std::size_t int_digits = 0;
+    while (i < v.size() && std::isdigit(static_cast<unsigned char>(v[i])) != 0) {
+        ++i;
+        ++int_digits;
+    }
+    std::size_t frac_digits = 0;
+    if (i < v.size() && v[i] == '.') {
+        ++i;
+        while (i < v.size() && std::isdigit(static_cast<unsigned char>(v[i])) != 0) {
+            ++i;
+            ++frac_digits;
+        }
+        if (int_digits == 0 && frac_digits == 0) {
+            return false;
+        }
+    } else if (int_digits == 0) {
+        return false;
+    }
+    if (i < v.size() && (v[i] == 'e' || v[i] == 'E')) {
+        ++i;
+        if (i < v.size() && (v[i] == '-' || v[i] == '+')) {
+            ++i;
+        }
+        std::size_t exp_digits = 0;
+        while (i < v.size() && std::isdigit(static_cast<unsigned char>(v[i])) != 0) {
+            ++i;
+            ++exp_digits;
+        }
+        if (exp_digits == 0) {
+            return false;
+        }
+    }
+    return i == v.size();
+}
+
+std::string type_name_of(const YAML::Node& node) { return describe(yaml_type(node)); }
+
+std::optional<std::int64_t> parse_int(const std::string& s)
+{
+    std::int64_t value = 0;
+    const char* begin = s.data();
+    const char* end = s.data() + s.size();
+    int base = 10;
+    bool negative = false;
+    if (s.rfind("0o", 0) == 0) {
+        begin += 2;
+        base = 8;
+    } else if (s.rfind("0x", 0) == 0) {
+        begin += 2;
+        base = 16;
+    } else if (!s.empty() && (s[0] == '+' || s[0] == '-')) {
+        negative = s[0] == '-';
+        ++begin;
+    }
+    auto [ptr, ec] = std::from_chars(begin, end, value, base);
+    if (ec != std::errc() || ptr != end) {
+        return std::nullopt;  // out of range
+    }
+    return negative ? -value : value;
+}
+
+} // namespace
+
+const char* describe(YamlType type)
+{
+    switch (type) {
+    case YamlType::null: return "null";
+    case YamlType::boolean: return "a boolean";
+    case YamlType::integer: return "an integer";
+    case YamlType::floating: return "a number";
+    case YamlType::string: return "a string";
+    case YamlType::sequence: return "a list";
+    case YamlType::mapping: return "a mapping";
+    }
+    return "unknown";
+}
+
+YamlType yaml_type(const YAML::Node& node)
+{
+    if (!node.IsDefined() || node.IsNull()) {
+        return YamlType::null;
+    }
+    if (node.IsSequence()) {
+        return YamlType::sequence;
+    }
+    if (node.IsMap()) {
+        return YamlType::mapping;
+    }
+    const std::string& s = node.Scalar();
+    if (!is_plain(node)) {
+        return YamlType::string;
+    }
+    if (is_null_scalar(s)) {
+        return YamlType::null;
+    }
+    if (is_bool_scalar(s)) {
+        return YamlType::boolean;
+    }
+    if (is_int_scalar(s)) {
+        return YamlType::integer;
+    }
+    if (is_float_scalar(s)) {
+        return YamlType::floating;
+    }
+    return YamlType::string;
+}
+
+void YamlReader::error_at(const YAML::Mark& at, const std::string& field, std::string reason)
+{
+    m_diagnostics.push_back(Diagnostic{m_file, at.line + 1, at.column + 1, field, std::move(reason)});
+}
+
+void YamlReader::error(const YAML::Node& at, const std::string& field, std::string reason)
+{
+    YAML::Mark mark = at.IsDefined() ? at.Mark() : YAML::Mark::null_mark();
+    if (mark.is_null()) {
+        mark.line = 0;
+        mark.column = 0;
+    }
+    error_at(mark, field, std::move(reason));
+}
+
+std::optional<std::string> YamlReader::string(const YAML::Node& node, const std::string& field)
+{
+    if (yaml_type(node) != YamlType::string) {
+        error(node, field, "expected a string, got " + type_name_of(node));
+        return std::nullopt;
+    }
+    return node.Scalar();
+}
+
+std::optional<bool> YamlReader::boolean(const YAML::Node& node, const std::string& field)
+{
+    if (yaml_type(node) != YamlType::boolean) {
+        error(node, field, "expected a boolean (true or false), got " + type_name_of(node));
+        return std::nullopt;
+    }
+    const auto& s = node.Scalar();
+    return s[0] == 't' || s[0] == 'T';
+}
+
+std::optional<std::int64_t> YamlReader::integer(const YAML::Node& node, const std::string& field, std::int64_t min,
+                                                std::int64_t max)
+{
+    if (yaml_type(node) != YamlType::integer) {
+        error(node, field, "expected an integer, got " + type_name_of(node));
+        return std::nullopt;
+    }
+    auto value = parse_int(node.Scalar());
+    if (!value || *value < min || *value > max) {
+        error(node, field,
+              "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " + node.Scalar());
+        return std::nullopt;
+    }
+    return value;
+}
+
+std::optional<double> YamlReader::number(const YAML::Node& node, const std::string& field)
+{
+    auto type = yaml_type(node);
+    if (type != YamlType::integer && type != YamlType::floating) {
+        error(node, field, "expected a number, got " + type_name_of(node));
+        return std::nullopt;
+    }
+    const auto& s = node.Scalar();
+    if (type == YamlType::integer) {
+        auto value = parse_int(s);
+        if (!value) {
+            error(node, field, "number out of range: " + s);
+            return std::nullopt;
+        }
+        return static_cast<double>(*value);
+    }
+    if (s.find("inf") != std::string::npos || s.find("Inf") != std::string::npos ||
+        s.find("INF") != std::string::npos || s.find("nan") != std::string::npos ||
+        s.find("NaN") != std::string::npos || s.find("NAN") != std::string::npos) {
+        error(node, field, "must be a finite number, got " + s);
+        return std::nullopt;
+    }
+    return std::strtod(s.c_str(), nullptr);
+}
+
+std::optional<std::string> YamlReader::matching(const YAML::Node& node, const std::string& field,
+                                                std::string_view what, bool (*check)(std::string_view))
+{
+    auto s = string(node, field);
+    if (!s) {
+        return std::nullopt;
+    }
+    if (!check(*s)) {
+        error(node, field, "'" + *s + "' is not " + std::string(what));
+        return std::nullopt;
+    }
+    return s;
+}
+
+std::optional<std::string> YamlReader::one_of(const YAML::Node& node, const std::string& field,
+                                              std::initializer_list<std::string_view> allowed)
+{
+    auto s = string(node, field);
+    if (!s) {
+        return std::nullopt;
+    }
+    std::string list;
+    for (auto a : allowed) {
+        if (a == *s) {
+            return s;
+        }
+        list += (list.empty() ? "" : ", ") + std::string(a);
+    }
+    error(node, field, "'" + *s + "' is not one of: " + list);
+    return std::nullopt;
+}
+
+bool YamlReader::mapping(const YAML::Node& node, const std::string& field, const std::set<std::string>& allowed)
+{
+    if (!node.IsMap()) {
+        error(node, field, "expected a mapping, got " + type_name_of(node));
+        return false;
+    }
+    bool ok = true;
+    std::set<std::string> seen;
+    for (const auto& kv : node) {
+        const YAML::Node& key = kv.first;
+        if (!key.IsScalar()) {
+            error(key, field, "mapping keys must be strings");
+            ok = false;
+            continue;
+        }
+        const std::string& name = key.Scalar();
+        if (!seen.insert(name).second) {
+            error(key, join_field(field, name), "duplicate key '" + name + "'");
+            ok = false;
+            continue;
+        }
+        if (!allowed.empty() && !allowed.contains(name)) {
+            std::string list;
+            for (const auto& a : allowed) {
+                list += (list.empty() ? "" : ", ") + a;
+            }
+            error(key, join_field(field, name), "unknown field (known: " + list + ")");
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+bool YamlReader::sequence(const YAML::Node& node, const std::string& field, std::size_t max_items)
+{
+    if (!node.IsSequence()) {
+        error(node, field, "expected a list, got " + type_name_of(node));
+        return false;
+    }
+    if (node.size() > max_items) {
+        error(node, field, "at most " + std::to_string(max_items) + " items, got " + std::to_string(node.size()));
+        return false;
+    }
+    return true;
+}
+
+std::optional<std::map<std::string, std::string>> YamlReader::string_map(const YAML::Node& node,
+                                                                         const std::string& field)
+{
+    if (!mapping(node, field, {})) {
+        return std::nullopt;
+    }
+    std::map<std::string, std::string> out;
+    bool ok = true;
+    for (const auto& kv : node) {
+        auto value = string(kv.second, join_field(field, kv.first.Scalar()));
+        if (value) {
+            out[kv.first.Scalar()] = *value;
+        } else {
+            ok = false;
+        }
+    }
+    return ok ? std::optional(out) : std::nullopt;
+}
+
+std::optional<nlohmann::json> YamlReader::to_json(const YAML::Node& node, const std::string& field)
+{
+    std::size_t budget = m_limits.max_nodes_per_document;
+    return to_json_bounded(node, field, 0, budget);
+}
+
+std::optional<nlohmann::json> YamlReader::to_json_bounded(const YAML::Node& node, const std::string& field,
+                                                          int depth, std::size_t& budget)
+{
+    if (budget == 0) {
+        error(node, field,
+              "document expands to more than " + std::to_string(m_limits.max_nodes_per_document) +
+                  " values (an alias bomb?)");
+        return std::nullopt;
+    }
+    --budget;
+    if (depth > m_limits.max_depth) {
+        error(node, field, "nested more than " + std::to_string(m_limits.max_depth) + " levels deep");
+        return std::nullopt;
+    }
+    switch (yaml_type(node)) {
+    case YamlType::null: return nlohmann::json(nullptr);
+    case YamlType::boolean: return nlohmann::json(node.Scalar()[0] == 't' || node.Scalar()[0] == 'T');
+    case YamlType::integer: {
+        auto value = parse_int(node.Scalar());
+        if (!value) {
+            error(node, field, "integer out of range: " + node.Scalar());
+            return std::nullopt;
+        }
+        return nlohmann::json(*value);
+    }
+    case YamlType::floating: {
+        auto value = number(node, field);
+        if (!value) {
+            return std::nullopt;
+        }
+        return nlohmann::json(*value);
+    }
+    case YamlType::string: return nlohmann::json(node.Scalar());
+    case YamlType::sequence: {
+        auto out = nlohmann::json::array();
+        std::size_t i = 0;
+        for (const auto& item : node) {
+            auto value = to_json_bounded(item, index_field(field, i++), depth + 1, budget);
+            if (!value) {
+                return std::nullopt;
+            }
+            out.push_back(std::move(*value));
+        }
+        return out;
+    }
+    case YamlType::mapping: {
+        if (!mapping(node, field, {})) {
+            return std::nullopt;
+        }
+        auto out = nlohmann::json::object();
+        for (const auto& kv : node) {
+            const std::string& key = kv.first.Scalar();
+            auto value = to_json_bounded(kv.second, join_field(field, key), depth + 1, budget);
+            if (!value) {
+                return std::nullopt;
+            }
+            out[key] = std::move(*value);
+        }
+        return out;
+    }
+    }
+    return std::nullopt;
+}
+
+std::string join_field(const std::string& parent, const std::string& key)
+{
+    return parent.empty() ? key : parent + "." + key;
+}
+
+std::string index_field(const std::string& parent, std::size_t index)
+{
+    return parent + "[" + std::to_string(index) + "]";
+}
+
+bool is_mac(std::string_view s)
+{
+    if (s.size() != 17) {
+        return false;
+    }
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (i % 3 == 2) {
+            if (s[i] != ':') {
+                return false;
+            }
+        } else if (std::isxdigit(static_cast<unsigned char>(s[i])) == 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool is_ipv4(std::string_view s)
+{
+    int parts = 0;
+    std::size_t i = 0;
+    while (i <= s.size()) {
+        std::size_t j = s.find('.', i);
+        if (j == std::string_view::npos) {
+            j = s.size();
+        }
+        auto part = s.substr(i, j - i);
+        if (part.empty() || part.size() > 3) {
+            return false;
+        }
+        int value = 0;
+        for (char c : part) {
+            if (c < '0' || c > '9') {
+                return false;
+            }
+            value = value * 10 + (c - '0');
+        }
+        if (value > 255) {
+            return false;
+        }
+        ++parts;
+        i = j + 1;
+    }
+    return parts == 4;
+}
+
+static bool looks_like_ipv4(std::string_view s)
+{
+    return !s.empty() && s.find_first_not_of("0123456789.") == std::string_view::npos;
+}
+
+static bool is_ipv6(std::string_view s)
+{
+    static const std::regex re("[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*");
+    if (!std::regex_match(std::string(s), re)) {
+        return false;
+    }
+    // At most one "::", at most 8 groups of at most 4 hex digits.
+    auto first = s.find("::");
+    if (first != std::string_view::npos && s.find("::", first + 1) != std::string_view::npos) {
+        return false;
+    }
+    int groups = 0;
+    std::size_t i = 0;
+    while (i <= s.size()) {
+        std::size_t j = s.find(':', i);
+        if (j == std::string_view::npos) {
+            j = s.size();
+        }
+        auto group = s.substr(i, j - i);
+        if (group.find('.') != std::string_view::npos) {
+            if (!is_ipv4(group) || j != s.size()) {
+                return false;
+            }
+            groups += 2;
+        } else if (!group.empty()) {
+            if (group.size() > 4) {
+                return false;
+            }
+            ++groups;
+        }
+        i = j + 1;
+    }
+    return groups <= 8 && (groups == 8 || first != std::string_view::npos);
+}
+
+static bool is_dns_name(std::string_view s)
+{
+    static const std::regex re(
+        "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*");
+    return s.size() <= 253 && std::regex_match(std::string(s), re);
+}
+
+bool is_host(std::string_view s)
+{
+    if (looks_like_ipv4(s)) {
+        return is_ipv4(s);
+    }
+    if (s.find(':') != std::string_view::npos) {
+        return is_ipv6(s);
+    }
+    return is_dns_name(s);
+}
+
+bool is_url(std::string_view s)
+{
+    static const std::regex re("(https?|file)://[^\\s]+");
+    return std::regex_match(std::string(s), re);
+}
+
+bool is_checksum(std::string_view s)
+{
+    static const std::regex re("md5:[0-9a-f]{32}|sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}|https?://[^\\s]+");
+    return std::regex_match(std::string(s), re);
+}
+
+bool is_object_name(std::string_view s)
+{
+    static const std::regex re("[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?");
+    return std::regex_match(std::string(s), re);
+}
+
+bool is_credentials_name(std::string_view s)
+{
+    static const std::regex re("[A-Za-z0-9_][A-Za-z0-9._-]{0,127}");
+    return std::regex_match(std::string(s), re) && s.find("..") == std::string_view::npos;
+}
+
+bool is_valid_utf8(std::string_view s, std::size_t* bad_offset)
+{
+    std::size_t i = 0;
+    while (i < s.size()) {
+        auto c = static_cast<unsigned char>(s[i]);
+        std::size_t len = 0;
+        std::uint32_t cp = 0;
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        if ((c & 0xE0) == 0xC0) {
+            len = 2;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            len = 3;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
+            if (bad_offset != nullptr) *bad_offset = i;
+            return false;
+        }
+        if (i + len > s.size()) {
+            if (bad_offset != nullptr) *bad_offset = i;
+            return false;
+        }
+        for (std::size_t k = 1; k < len; ++k) {
+            auto cc = static_cast<unsigned char>(s[i + k]);
+            if ((cc & 0xC0) != 0x80) {
+                if (bad_offset != nullptr) *bad_offset = i;
+                return false;
+            }
+            cp = (cp << 6) | (cc & 0x3F);
+        }
+        bool overlong = (len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
+        if (overlong || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+            if (bad_offset != nullptr) *bad_offset = i;
+            return false;
+        }
+        i += len;
+    }
+    return true;
+}
+
+} // namespace metalsync
