@@ -9,7 +9,10 @@
 
 #include "daemon/daemon_config.hpp"
 #include "daemon/desired_loading.hpp"
+#include "reconcilers/ironic/ironic_client.hpp"
 #include "reconcilers/node_planner.hpp"
+#include "reconcilers/openstack/clouds_config.hpp"
+#include "store/store.hpp"
 
 namespace metalsync {
 
@@ -131,19 +134,71 @@ int run_plan(const PlanOptions& options)
         std::cerr << "metalsync plan: " << loaded->label << " does not validate; the daemon would reject it\n";
         return k_exit_error;
     }
-    // Observed state: what the daemon's store last saw (nothing when no
-    // daemon has run against this state directory yet).
+    // Observed state: live from Ironic when the configuration names one,
+    // else what the daemon's store last saw (nothing when no daemon has run
+    // against this state directory yet).
     ObservedState observed;
     std::map<std::string, NodeMemory> memory;
+    std::string observed_from = "nothing observed yet (no Ironic configured, no store)";
+    std::filesystem::path state_dir = !options.state_dir.empty() ? std::filesystem::path(options.state_dir)
+                                      : config                   ? config->state_dir
+                                                                 : std::filesystem::path();
+    if (!state_dir.empty() && std::filesystem::exists(state_dir / "metalsync.db")) {
+        auto reader = StoreReader::open(state_dir / "metalsync.db");
+        if (!reader) {
+            std::cerr << "metalsync plan: " << reader.error().message << "\n";
+            return k_exit_error;
+        }
+        if (auto obs = reader->load_observed(); obs && obs->complete) {
+            observed = std::move(*obs);
+            observed_from = "the store's last observation";
+        }
+        if (auto statuses = reader->list_node_statuses()) {
+            for (const auto& st : *statuses) {
+                NodeMemory m;
+                m.attempts = st.attempts;
+                m.next_attempt_at = st.next_attempt_at.value_or(0);
+                m.spec_hash = st.spec_hash;
+                m.applied_secret_hash = st.applied_secret_hash;
+                memory[st.name] = m;
+            }
+        }
+    }
+    if (config && (!config->ironic.endpoint.empty() || !config->ironic.cloud.empty())) {
+        IronicConnection connection;
+        if (!config->ironic.endpoint.empty()) {
+            connection.endpoint = config->ironic.endpoint;
+        } else {
+            std::optional<std::filesystem::path> clouds_file;
+            if (!config->ironic.clouds_file.empty()) clouds_file = config->ironic.clouds_file;
+            auto cloud = load_cloud_config(clouds_file, config->ironic.cloud);
+            if (!cloud) {
+                std::cerr << "metalsync plan: " << cloud.error() << "\n";
+                return k_exit_error;
+            }
+            connection = ironic_connection_from_cloud(*cloud);
+        }
+        connection.timeout = config->ironic.timeout;
+        IronicClient client(connection);
+        auto live = client.observe();
+        if (!live) {
+            std::cerr << "metalsync plan: cannot observe Ironic: " << live.error().describe() << "\n";
+            return k_exit_error;
+        }
+        observed = std::move(*live);
+        observed_from = "Ironic at " + client.endpoint();
+    }
     PlanInput input{*loaded->state, observed, memory, "metalsync", static_cast<double>(std::time(nullptr)), {}};
     Plan plan = plan_nodes(input);
     if (options.output == "json") {
         auto j = to_json(plan);
         j["revision"] = loaded->label;
+        j["observed"] = observed_from;
         std::cout << j.dump(2) << "\n";
         return plan.empty() ? k_exit_ok : k_exit_findings;
     }
     std::cout << loaded->label << ": " << summary(*loaded->state) << "\n";
+    std::cout << "observed: " << observed_from << "\n";
     if (plan.empty()) {
         std::cout << "no changes\n";
     } else {
