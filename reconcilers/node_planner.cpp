@@ -208,7 +208,12 @@ struct NodePlanner {
 
     void plan_failure(const NodeSpec& spec, const ObservedNode& node)
     {
+        // Attempts and backoff count against the spec they were made with: a
+        // changed spec (the user's fix in Git) starts afresh.
         const auto* mem = memory(spec.name);
+        if (mem != nullptr && !mem->spec_hash.empty() && mem->spec_hash != spec_hash(spec)) {
+            mem = nullptr;
+        }
         int attempts = mem != nullptr ? mem->attempts : 0;
         int max = in.desired.policy.max_retries;
         const std::string& st = node.provision_state;
@@ -258,7 +263,10 @@ struct NodePlanner {
 
     bool instance_info_differs(const NodeSpec& spec, const ObservedNode& node) const
     {
-        for (const auto& [k, v] : desired_instance_info(spec).items()) {
+        // Named: a range-for over a temporary's items() dangles before C++23's P2718,
+        // which g++ 12 does not implement.
+        const auto want = desired_instance_info(spec);
+        for (const auto& [k, v] : want.items()) {
             if (!node.instance_info.contains(k) || node.instance_info.at(k) != v) {
                 return true;
             }
@@ -379,7 +387,8 @@ struct NodePlanner {
             add(fake, ActionVerb::set_maintenance, "removed from Git: leave maintenance before retiring", {{"maintenance", false}, {"reason", ""}});
         } else if (st == "active" || st == "deploy failed" || st == "error") {
             add(fake, ActionVerb::undeploy, "removed from Git (prune): undeploy before delete", {}, true);
-        } else if (st == "available") {
+        } else if (st == "available" || st == "clean failed" || st == "inspect failed") {
+            // Ironic deletes only enroll, manageable and adopt failed nodes.
             add(fake, ActionVerb::manage, "removed from Git (prune): manage before delete");
         } else {
             add(fake, ActionVerb::delete_node, "removed from Git (prune)", {{"uuid", node.uuid}});

@@ -650,10 +650,11 @@ ParsedFile parse_file(const std::string& path, std::string_view content, const Y
 {
     ParsedFile out;
     if (content.size() > limits.max_file_bytes) {
+        // In bytes: whole MiB would print "file is 16 MiB; the limit is 16 MiB"
+        // for a file just over the default limit, and "0 MiB" for small limits.
         out.diagnostics.push_back({path, 1, 1, "",
-                                   "file is " + std::to_string(content.size() / (1024 * 1024)) +
-                                       " MiB; the limit is " + std::to_string(limits.max_file_bytes / (1024 * 1024)) +
-                                       " MiB"});
+                                   "file is " + std::to_string(content.size()) + " bytes; the limit is " +
+                                       std::to_string(limits.max_file_bytes) + " bytes"});
         return out;
     }
     std::size_t bad = 0;
