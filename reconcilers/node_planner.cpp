@@ -501,7 +501,9 @@ Plan plan_nodes(const PlanInput& input)
     const auto& policy = input.desired.policy;
     if (!retiring.empty() && !policy.mass_deletion_allowed && !all.empty()) {
         double share = 100.0 * static_cast<double>(retiring.size()) / static_cast<double>(all.size());
-        if (share > policy.mass_deletion_max_percent) {
+        // A single node is never a mass deletion: without this, any undeploy
+        // in a fleet of fewer than 100/maxPercent nodes would be held.
+        if (share > policy.mass_deletion_max_percent && retiring.size() > 1) {
             plan.mass_deletion_held = true;
             plan.mass_deletion_message =
                 "this revision would undeploy or delete " + std::to_string(retiring.size()) + " of " +

@@ -720,6 +720,22 @@ TEST_SUITE("reconcilers")
         }
     }
 
+    TEST_CASE("planner: retiring a single node is never held by the mass-deletion guard")
+    {
+        World w;
+        w.desired.policy.prune = true;
+        w.desired.policy.mass_deletion_max_percent = 20;
+        for (int i = 0; i < 2; ++i) {
+            auto spec = make_spec("node-" + std::to_string(i), i + 1, ProvisionGoal::active);
+            w.both(spec, "active");
+            w.memory[spec.name].config_drive_hash = config_drive_hash(spec);
+        }
+        w.desired.nodes.erase("node-1");  // 1 of 2 = 50% > 20%, but a single node
+        auto plan = w.plan();
+        CHECK_FALSE(plan.mass_deletion_held);
+        only_action(plan, "node-1", ActionVerb::undeploy);
+    }
+
     TEST_CASE("planner: the mass-deletion guard holds a revision that removes too many nodes")
     {
         World w;
