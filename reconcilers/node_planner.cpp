@@ -312,7 +312,15 @@ struct NodePlanner {
             progressing = true;
         } else if (st == "manageable") {
             std::string steps_hash = clean_steps_hash(spec);
-            if (spec.inspect && (mem == nullptr || !mem->inspected)) {
+            if (mem != nullptr && mem->was_active) {
+                // Re-enrolled after Ironic forgot it while active (a node that
+                // went through available has was_active cleared): adopt it
+                // before anything that would touch its disks (inspect, clean, provide).
+                add(spec, ActionVerb::adopt_node,
+                    "enrolled again after Ironic forgot it while active: adopt (no redeploy)",
+                    {{"instance_info", desired_instance_info(spec)}}, true);
+                progressing = true;
+            } else if (spec.inspect && (mem == nullptr || !mem->inspected)) {
                 add(spec, ActionVerb::inspect, "inspection asked for and not done since enrollment", {}, true);
                 progressing = true;
             } else if (!spec.clean_steps.empty() && (mem == nullptr || mem->clean_steps_hash != steps_hash)) {

@@ -122,6 +122,16 @@ CREATE TABLE meta (
 
 PRAGMA application_id = 1836284270;
 )sql"},
+    // The rest of the planner's NodeMemory (reconcilers/node_planner.hpp), so
+    // a restart neither re-runs manual clean steps nor redeploys a node that
+    // Ironic forgot while it was active.
+    {2, "node_status: clean steps, config drive, inspection, was-active, uuid", R"sql(
+ALTER TABLE node_status ADD COLUMN clean_steps_hash  TEXT NOT NULL DEFAULT '';
+ALTER TABLE node_status ADD COLUMN config_drive_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE node_status ADD COLUMN inspected         INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE node_status ADD COLUMN was_active        INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE node_status ADD COLUMN uuid              TEXT NOT NULL DEFAULT '';
+)sql"},
 };
 
 static_assert(k_application_id == 1836284270, "keep the migration's PRAGMA application_id in step");

@@ -94,6 +94,12 @@ struct NodeStatus {
     std::optional<double> next_attempt_at;
     std::string applied_secret_hash;   // HMAC of the credentials last applied; never the secret
     std::optional<double> since;       // when the node reached its current provision state
+    // Since schema 2: the rest of what the planner remembers (NodeMemory).
+    std::string clean_steps_hash;      // manual clean steps already requested for this list
+    std::string config_drive_hash;     // config drive the node was last deployed with
+    bool inspected = false;            // inspection requested since enrollment
+    bool was_active = false;           // last seen active: adopt, never redeploy, if Ironic forgets it
+    std::string uuid;                  // last Ironic uuid seen
 };
 
 struct KubeInventoryRow {

@@ -127,7 +127,7 @@ Result<std::vector<JournalEntry>> read_journal(detail::Database& db, Statement& 
 
 const std::string k_node_status_columns =
     "SELECT name, attempts, spec_hash, failed, last_error_type, last_error, next_attempt_at, applied_secret_hash, "
-    "since FROM node_status ";
+    "since, clean_steps_hash, config_drive_hash, inspected, was_active, uuid FROM node_status ";
 
 NodeStatus read_node_status(const Statement& st)
 {
@@ -141,6 +141,11 @@ NodeStatus read_node_status(const Statement& st)
     status.next_attempt_at = st.optional_real(6);
     status.applied_secret_hash = st.text(7);
     status.since = st.optional_real(8);
+    status.clean_steps_hash = st.text(9);
+    status.config_drive_hash = st.text(10);
+    status.inspected = st.integer(11) != 0;
+    status.was_active = st.integer(12) != 0;
+    status.uuid = st.text(13);
     return status;
 }
 

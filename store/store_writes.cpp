@@ -327,14 +327,18 @@ Result<void> Store::put_node_status(const NodeStatus& status)
     std::lock_guard lock(m_connection->mutex);
     return run(m_connection->db,
                "INSERT INTO node_status (name, attempts, spec_hash, failed, last_error_type, last_error, "
-               "next_attempt_at, applied_secret_hash, since) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+               "next_attempt_at, applied_secret_hash, since, clean_steps_hash, config_drive_hash, inspected, "
+               "was_active, uuid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
                "ON CONFLICT (name) DO UPDATE SET attempts = excluded.attempts, spec_hash = excluded.spec_hash, "
                "failed = excluded.failed, last_error_type = excluded.last_error_type, "
                "last_error = excluded.last_error, next_attempt_at = excluded.next_attempt_at, "
-               "applied_secret_hash = excluded.applied_secret_hash, since = excluded.since",
+               "applied_secret_hash = excluded.applied_secret_hash, since = excluded.since, "
+               "clean_steps_hash = excluded.clean_steps_hash, config_drive_hash = excluded.config_drive_hash, "
+               "inspected = excluded.inspected, was_active = excluded.was_active, uuid = excluded.uuid",
                "saving a node status", status.name, status.attempts, status.spec_hash, status.failed,
                status.last_error_type, status.last_error, status.next_attempt_at, status.applied_secret_hash,
-               status.since);
+               status.since, status.clean_steps_hash, status.config_drive_hash, status.inspected, status.was_active,
+               status.uuid);
 }
 
 Result<void> Store::delete_node_status(std::string_view name)

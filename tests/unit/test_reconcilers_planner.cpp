@@ -817,6 +817,24 @@ TEST_SUITE("reconcilers")
             const auto& retry = only_action(w.plan(), "node-01", ActionVerb::adopt_node);
             CHECK(retry.retry);
         }
+        SUBCASE("re-enrolled and manageable, it is adopted before any inspection, cleaning or provide")
+        {
+            auto& wanted = w.desired.nodes.at("node-01");
+            wanted.inspect = true;
+            wanted.clean_steps.push_back(CleanStep{"deploy", "erase_devices_metadata", nlohmann::json::object()});
+            w.have(observe(wanted, "manageable"));
+            const auto adopt = only_action(w.plan(), "node-01", ActionVerb::adopt_node);
+            CHECK_FALSE(adopt.params.contains("node"));  // the adopt stage, not a second enrolment
+            CHECK(adopt.params.at("instance_info") == desired_instance_info(wanted));
+            CHECK(adopt.provisioning);
+            CHECK_FALSE(adopt.retry);
+
+            // Once adopted (or never active), manageable means the usual path.
+            w.memory["node-01"].was_active = false;
+            const auto plan_after = w.plan();
+            CHECK(find_action(plan_after, "node-01", ActionVerb::adopt_node) == nullptr);
+            CHECK(find_action(plan_after, "node-01", ActionVerb::inspect) != nullptr);
+        }
     }
 
     TEST_CASE("planner: power follows Git once the node is at its provision goal")

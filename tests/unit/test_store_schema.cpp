@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "store/migrations.hpp"
 #include "store/store.hpp"
 #include "tests/support/test_support.hpp"
 
@@ -105,6 +106,54 @@ TEST_SUITE("store")
         }
         CHECK(raw_text(raw.get(), "SELECT count(*) FROM schema_migrations") == count);
         CHECK(raw_text(raw.get(), "SELECT group_concat(applied_at) FROM schema_migrations") == applied);
+        CHECK(raw_text(raw.get(), "PRAGMA integrity_check") == "ok");
+    }
+
+    TEST_CASE("store: a database at schema version 1 opens and migrates to the current version")
+    {
+        TempDir dir("store");
+        const auto path = dir / "state.db";
+        {
+            // What a metalsync of schema 1 left behind: migration 1 and a node status row.
+            sqlite3* db = nullptr;
+            REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) ==
+                    SQLITE_OK);
+            RawDb raw(db);
+            REQUIRE(detail::migrations().front().version == 1);
+            raw_exec(raw.get(), "PRAGMA journal_mode = WAL");
+            raw_exec(raw.get(), "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)");
+            raw_exec(raw.get(), detail::migrations().front().sql);
+            raw_exec(raw.get(), "INSERT INTO schema_migrations (version, applied_at) VALUES (1, '2024-01-01T00:00:00Z')");
+            raw_exec(raw.get(), "INSERT INTO node_status (name, attempts, spec_hash, applied_secret_hash, since) "
+                                "VALUES ('node-01', 2, 'h1', 'hmac-sha256:abcd', 12.5)");
+        }
+        REQUIRE(store_schema_version_known() >= 2);
+        {
+            auto store = value_of(Store::open(path));
+            CHECK(value_of(store.schema_version()) == store_schema_version_known());
+            auto status = value_of(store.get_node_status("node-01"));
+            REQUIRE(status.has_value());
+            CHECK(status->attempts == 2);
+            CHECK(status->spec_hash == "h1");
+            CHECK(status->applied_secret_hash == "hmac-sha256:abcd");
+            CHECK(status->since == std::optional<double>(12.5));
+            // The columns of migration 2 read back as their defaults.
+            CHECK(status->clean_steps_hash.empty());
+            CHECK(status->config_drive_hash.empty());
+            CHECK_FALSE(status->inspected);
+            CHECK_FALSE(status->was_active);
+            CHECK(status->uuid.empty());
+
+            status->was_active = true;
+            status->uuid = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123";
+            require_ok(store.put_node_status(*status));
+        }
+        auto raw = raw_open(path);
+        CHECK(raw_text(raw.get(), "SELECT group_concat(version) FROM schema_migrations") == "1,2");
+        CHECK(raw_text(raw.get(), "SELECT applied_at FROM schema_migrations WHERE version = 1") ==
+              "2024-01-01T00:00:00Z");
+        CHECK(raw_text(raw.get(), "SELECT was_active || ',' || uuid FROM node_status WHERE name = 'node-01'") ==
+              "1,1be26c0b-03f2-4d2e-ae87-c02d7f33c123");
         CHECK(raw_text(raw.get(), "PRAGMA integrity_check") == "ok");
     }
 

@@ -408,6 +408,11 @@ TEST_SUITE("store")
             status.next_attempt_at = 99.5;
             status.applied_secret_hash = "hmac-sha256:abcd";
             status.since = 12.0;
+            status.clean_steps_hash = "c1";
+            status.config_drive_hash = "d1";
+            status.inspected = true;
+            status.was_active = true;
+            status.uuid = "uuid-01";
             require_ok(store.put_node_status(status));
             auto loaded = value_of(store.get_node_status("node-01"));
             REQUIRE(loaded.has_value());
@@ -419,6 +424,11 @@ TEST_SUITE("store")
             CHECK(loaded->next_attempt_at == std::optional<double>(99.5));
             CHECK(loaded->applied_secret_hash == "hmac-sha256:abcd");
             CHECK(loaded->since == std::optional<double>(12.0));
+            CHECK(loaded->clean_steps_hash == "c1");
+            CHECK(loaded->config_drive_hash == "d1");
+            CHECK(loaded->inspected);
+            CHECK(loaded->was_active);
+            CHECK(loaded->uuid == "uuid-01");
 
             status.attempts = 0;
             status.failed = false;
@@ -432,6 +442,10 @@ TEST_SUITE("store")
             CHECK(all[0].attempts == 0);
             CHECK_FALSE(all[0].next_attempt_at.has_value());
             CHECK_FALSE(all[1].since.has_value());
+            CHECK_FALSE(all[1].was_active);
+            CHECK_FALSE(all[1].inspected);
+            CHECK(all[1].uuid.empty());
+            CHECK(all[0].config_drive_hash == "d1");
             require_ok(store.delete_node_status("node-02"));
             CHECK_FALSE(value_of(store.get_node_status("node-02")).has_value());
         }
