@@ -100,7 +100,7 @@ std::optional<ApiVersion> parse_api_version(std::string_view text)
     return v;
 }
 
-ObservedNode observed_node_from_json(const json& n)
+ObservedNode ironic_node_from_json(const json& n)
 {
     ObservedNode node;
     node.uuid = str(n, "uuid");
@@ -131,7 +131,7 @@ ObservedNode observed_node_from_json(const json& n)
     return node;
 }
 
-ObservedPort observed_port_from_json(const json& p)
+ObservedPort ironic_port_from_json(const json& p)
 {
     ObservedPort port;
     port.uuid = str(p, "uuid");
@@ -354,7 +354,7 @@ ApiResult<std::vector<ObservedNode>> IronicClient::list_nodes()
         }
         const auto& items = (*doc)["nodes"];
         for (const auto& item : items) {
-            nodes.push_back(observed_node_from_json(item));
+            nodes.push_back(ironic_node_from_json(item));
         }
         // Ironic adds "next" only when the page was full; we page with our own
         // marker rather than follow "next", whose host may be a proxy's view.
@@ -384,7 +384,7 @@ ApiResult<std::vector<ObservedPort>> IronicClient::list_ports()
         }
         const auto& items = (*doc)["ports"];
         for (const auto& item : items) {
-            ports.push_back(observed_port_from_json(item));
+            ports.push_back(ironic_port_from_json(item));
         }
         if (items.empty() || !doc->contains("next") || ports.back().uuid.empty()) {
             return ports;
@@ -429,7 +429,7 @@ ApiResult<ObservedNode> IronicClient::get_node(std::string_view ident)
     if (!doc) {
         return std::unexpected(doc.error());
     }
-    return observed_node_from_json(*doc);
+    return ironic_node_from_json(*doc);
 }
 
 ApiResult<ObservedNode> IronicClient::create_node(const json& body)
@@ -439,7 +439,7 @@ ApiResult<ObservedNode> IronicClient::create_node(const json& body)
     if (!doc) {
         return std::unexpected(doc.error());
     }
-    return observed_node_from_json(*doc);
+    return ironic_node_from_json(*doc);
 }
 
 ApiResult<ObservedNode> IronicClient::patch_node(std::string_view ident, const json& patch)
@@ -449,7 +449,7 @@ ApiResult<ObservedNode> IronicClient::patch_node(std::string_view ident, const j
     if (!doc) {
         return std::unexpected(doc.error());
     }
-    return observed_node_from_json(*doc);
+    return ironic_node_from_json(*doc);
 }
 
 ApiResult<void> IronicClient::set_provision_state(std::string_view ident, std::string_view target, const json& extras)
@@ -504,7 +504,7 @@ ApiResult<ObservedPort> IronicClient::create_port(std::string_view node_uuid, st
     if (!doc) {
         return std::unexpected(doc.error());
     }
-    return observed_port_from_json(*doc);
+    return ironic_port_from_json(*doc);
 }
 
 ApiResult<void> IronicClient::delete_port(std::string_view uuid)

@@ -123,7 +123,7 @@ private:
 };
 
 // Ironic's node JSON (full or with `fields`) as ObservedNode; ports empty.
-ObservedNode observed_node_from_json(const nlohmann::json& node);
-ObservedPort observed_port_from_json(const nlohmann::json& port);
+ObservedNode ironic_node_from_json(const nlohmann::json& node);
+ObservedPort ironic_port_from_json(const nlohmann::json& port);
 
 } // namespace metalsync
