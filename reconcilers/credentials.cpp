@@ -128,8 +128,7 @@ std::expected<BmcCredentials, std::string> CredentialsDirectory::read(const std:
     } catch (const YAML::Exception& e) {
         // Only the position: yaml-cpp's messages may quote the content.
         return std::unexpected("credentials file " + path.string() + " is not valid YAML (line " +
-                               std::to_string(e.mark.line + 1) + ", column " + std::to_string(e.mark.column + 1) +
-                               ")");
+                               std::to_string(e.mark.line + 1) + ", column " + std::to_string(e.mark.column + 1) + ")");
     }
     if (!doc.IsMap()) {
         return std::unexpected("credentials file " + path.string() +
@@ -224,12 +223,11 @@ std::expected<std::string, std::string> load_or_create_hmac_key(const std::files
     return key;
 }
 
-std::map<std::string, std::string> current_secret_hashes(const DesiredState& desired,
-                                                         const CredentialsDirectory& credentials,
-                                                         const std::string& key)
+std::map<std::string, std::string>
+current_secret_hashes(const DesiredState& desired, const CredentialsDirectory& credentials, const std::string& key)
 {
     std::map<std::string, std::string> hashes;
-    std::map<std::string, std::string> by_file;  // one read per file per tick
+    std::map<std::string, std::string> by_file; // one read per file per tick
     for (const auto& [name, spec] : desired.nodes) {
         const auto& file = spec.bmc.credentials;
         if (file.empty()) {

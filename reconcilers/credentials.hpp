@@ -30,7 +30,7 @@ struct BmcCredentials {
 };
 
 class CredentialsDirectory {
-public:
+  public:
     explicit CredentialsDirectory(std::filesystem::path directory);
 
     [[nodiscard]] const std::filesystem::path& directory() const { return m_directory; }
@@ -42,7 +42,7 @@ public:
     // it everywhere. Error messages name the file, never its content.
     [[nodiscard]] std::expected<BmcCredentials, std::string> read(const std::string& name) const;
 
-private:
+  private:
     std::filesystem::path m_directory;
 };
 
@@ -61,9 +61,8 @@ private:
 // The current secret_hmac() of every desired node's credentials file, by node
 // name: the planner's PlanInput::secret_hashes. Empty for a node whose file
 // cannot be read (the runner reports why when it needs the file).
-[[nodiscard]] std::map<std::string, std::string> current_secret_hashes(const DesiredState& desired,
-                                                                      const CredentialsDirectory& credentials,
-                                                                      const std::string& key);
+[[nodiscard]] std::map<std::string, std::string>
+current_secret_hashes(const DesiredState& desired, const CredentialsDirectory& credentials, const std::string& key);
 
 // The driver_info keys a driver takes its BMC user name and password in
 // ("ipmi_username"/"ipmi_password", "redfish_username"/..., ...); empty

@@ -64,9 +64,9 @@ void learn_from_observation(NodeMemory& memory, const ObservedNode& node)
     // touched: active itself, rescue and service around it, and the
     // re-enrolment path to adoption.
     static const std::set<std::string> k_keeps_active = {
-        "active",      "enroll",        "verifying",    "manageable",      "adopting", "adopt failed",
-        "rescuing",    "rescue wait",   "rescue",       "rescue failed",   "unrescuing", "unrescue failed",
-        "servicing",   "service wait",  "service failed"};
+        "active",       "enroll",          "verifying",   "manageable",   "adopting",
+        "adopt failed", "rescuing",        "rescue wait", "rescue",       "rescue failed",
+        "unrescuing",   "unrescue failed", "servicing",   "service wait", "service failed"};
     if (!node.uuid.empty()) {
         memory.uuid = node.uuid;
     }

@@ -15,19 +15,19 @@ namespace metalsync {
 using Sha256Digest = std::array<std::uint8_t, 32>;
 
 class Sha256 {
-public:
+  public:
     Sha256();
     void update(std::string_view data);
     // Finishes the hash; the object must not be updated afterwards.
     [[nodiscard]] Sha256Digest finish();
 
-private:
+  private:
     void block(const std::uint8_t* chunk);
 
     std::array<std::uint32_t, 8> m_state;
     std::array<std::uint8_t, 64> m_buffer{};
     std::size_t m_buffered = 0;
-    std::uint64_t m_length = 0;  // bytes hashed so far
+    std::uint64_t m_length = 0; // bytes hashed so far
 };
 
 [[nodiscard]] Sha256Digest sha256(std::string_view data);

@@ -79,13 +79,13 @@ json instance_info_ops(const json& instance_info)
 
 struct Enrolled {
     ObservedNode node;
-    std::string secret_hash;  // empty when the node names no credentials
+    std::string secret_hash; // empty when the node names no credentials
     int ports_created = 0;
-    bool existed = false;     // found by name after a 409: a previous run's POST had succeeded
+    bool existed = false; // found by name after a 409: a previous run's POST had succeeded
 };
 
 class ActionRun {
-public:
+  public:
     ActionRun(IronicClient& client, const CredentialsDirectory& credentials, const std::string& hmac_key,
               const Action& action, const ObservedNode* observed)
         : m_client(client), m_credentials(credentials), m_hmac_key(hmac_key), m_action(action), m_observed(observed)
@@ -95,13 +95,20 @@ public:
     ActionResult run()
     {
         switch (m_action.verb) {
-        case ActionVerb::create_node: return create_node();
-        case ActionVerb::adopt_node: return adopt_node();
-        case ActionVerb::update_node: return update_node();
-        case ActionVerb::create_port: return create_port();
-        case ActionVerb::update_port: return update_port();
-        case ActionVerb::delete_port: return delete_port();
-        case ActionVerb::manage: return provision("manage", {}, "manage requested");
+        case ActionVerb::create_node:
+            return create_node();
+        case ActionVerb::adopt_node:
+            return adopt_node();
+        case ActionVerb::update_node:
+            return update_node();
+        case ActionVerb::create_port:
+            return create_port();
+        case ActionVerb::update_port:
+            return update_port();
+        case ActionVerb::delete_port:
+            return delete_port();
+        case ActionVerb::manage:
+            return provision("manage", {}, "manage requested");
         case ActionVerb::inspect: {
             auto result = provision("inspect", {}, "inspection requested");
             if (result.ok) {
@@ -109,20 +116,28 @@ public:
             }
             return result;
         }
-        case ActionVerb::provide: return provision("provide", {}, "provide requested (automated cleaning)");
-        case ActionVerb::clean: return clean();
+        case ActionVerb::provide:
+            return provision("provide", {}, "provide requested (automated cleaning)");
+        case ActionVerb::clean:
+            return clean();
         // From `deploy failed` too: Ironic's retry target is "active" as well.
-        case ActionVerb::deploy: return deploy("active", "deploy");
-        case ActionVerb::rebuild: return deploy("rebuild", "rebuild");
-        case ActionVerb::undeploy: return provision("deleted", {}, "undeploy requested (cleaning)");
-        case ActionVerb::set_maintenance: return set_maintenance();
-        case ActionVerb::set_power: return set_power();
-        case ActionVerb::delete_node: return delete_node();
+        case ActionVerb::deploy:
+            return deploy("active", "deploy");
+        case ActionVerb::rebuild:
+            return deploy("rebuild", "rebuild");
+        case ActionVerb::undeploy:
+            return provision("deleted", {}, "undeploy requested (cleaning)");
+        case ActionVerb::set_maintenance:
+            return set_maintenance();
+        case ActionVerb::set_power:
+            return set_power();
+        case ActionVerb::delete_node:
+            return delete_node();
         }
         return failed("internal", "node " + m_action.node + ": unknown action verb");
     }
 
-private:
+  private:
     [[nodiscard]] std::string ident() const
     {
         return m_observed != nullptr && !m_observed->uuid.empty() ? m_observed->uuid : m_action.node;
@@ -184,8 +199,7 @@ private:
                 return std::unexpected(api_failure(created.error()));
             }
             const json want_mark = body.contains("extra") ? body["extra"].value("metalsync", json()) : json();
-            const json have_mark =
-                existing->extra.is_object() ? existing->extra.value("metalsync", json()) : json();
+            const json have_mark = existing->extra.is_object() ? existing->extra.value("metalsync", json()) : json();
             if (want_mark != have_mark) {
                 return std::unexpected(failed("conflict", "node " + m_action.node +
                                                               ": Ironic already has a node of this name that "
@@ -236,9 +250,9 @@ private:
         if (!enrolled) {
             return enrolled.error();
         }
-        auto result = succeeded(std::string(enrolled->existed ? "found enrolled by an earlier run" : "enrolled") +
-                                " (uuid " + enrolled->node.uuid + ", " + std::to_string(enrolled->ports_created) +
-                                " port(s) created)");
+        auto result =
+            succeeded(std::string(enrolled->existed ? "found enrolled by an earlier run" : "enrolled") + " (uuid " +
+                      enrolled->node.uuid + ", " + std::to_string(enrolled->ports_created) + " port(s) created)");
         result.uuid = enrolled->node.uuid;
         if (!enrolled->secret_hash.empty()) {
             result.applied_secret_hash = enrolled->secret_hash;

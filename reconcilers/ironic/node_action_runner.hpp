@@ -35,7 +35,7 @@
 namespace metalsync {
 
 class NodeActionRunner {
-public:
+  public:
     NodeActionRunner(IronicClient& client, const CredentialsDirectory& credentials, std::string hmac_key);
 
     // `observed` is the node as last observed, or null when Ironic does not
@@ -43,7 +43,7 @@ public:
     // errors; they come back as ActionResult{ok = false}.
     [[nodiscard]] ActionResult run(const Action& action, const ObservedNode* observed);
 
-private:
+  private:
     IronicClient& m_client;
     const CredentialsDirectory& m_credentials;
     std::string m_hmac_key;
