@@ -1,6 +1,8 @@
 #include "sources/document_parser.hpp"
 
 #include <algorithm>
+#include <span>
+#include <spanstream>
 
 namespace metalsync {
 
@@ -62,6 +64,62 @@ bool is_system_id(std::string_view s) { return !s.empty() && s[0] == '/'; }
 
 bool is_plain_credentials_name(std::string_view s) { return is_credentials_name(s); }
 
+// The entries of one mapping, read in one pass, looked up by key. yaml-cpp's
+// operator[] decodes every key it compares into a std::string and, for an
+// absent key, formats an error message through a std::stringstream (~4% of a
+// cold load); the non-const operator[] even inserts the absent key. As with
+// operator[], the first entry with a key wins and non-scalar keys never match.
+class Entries {
+public:
+    explicit Entries(const YAML::Node& map)
+    {
+        if (!map.IsMap()) {
+            return;
+        }
+        for (const auto& kv : map) {
+            if (kv.first.IsScalar()) {
+                // Scalar() refers into the document, which outlives this object.
+                m_entries.emplace_back(kv.first.Scalar(), kv.second);
+            }
+        }
+    }
+
+    // nullptr when the key is absent.
+    [[nodiscard]] const YAML::Node* find(std::string_view key) const
+    {
+        for (const auto& [k, v] : m_entries) {
+            if (k == key) {
+                return &v;
+            }
+        }
+        return nullptr;
+    }
+
+private:
+    std::vector<std::pair<std::string_view, YAML::Node>> m_entries;
+};
+
+// The keys each mapping allows, built once rather than per document.
+const std::set<std::string> k_top_keys = {"apiVersion", "kind", "metadata", "spec"};
+const std::set<std::string> k_metadata_keys = {"name", "labels", "annotations"};
+const std::set<std::string> k_node_spec_keys = {
+    "class",      "bmc",   "interfaces",     "automatedClean", "ports",       "properties",        "resourceClass",
+    "inspect",    "expect", "provisionState", "image",          "configDrive", "maintenance",       "maintenanceReason",
+    "power",      "cleanSteps"};
+const std::set<std::string> k_class_spec_keys = {
+    "bmc",   "interfaces",     "automatedClean", "properties",  "resourceClass", "inspect",           "expect",
+    "provisionState", "image", "configDrive",    "maintenance", "maintenanceReason", "power", "cleanSteps"};
+const std::set<std::string> k_port_keys = {"mac", "pxe", "physicalNetwork"};
+const std::set<std::string> k_class_bmc_keys = {"driver", "port", "credentials", "verifyCA"};
+const std::set<std::string> k_node_bmc_keys = {"driver", "port", "credentials", "verifyCA", "address", "systemId"};
+const std::set<std::string> k_expect_keys = {"cpus", "memoryMiB", "disks", "cpuArch"};
+const std::set<std::string> k_image_keys = {"source", "checksum", "kernel", "ramdisk", "rootGiB"};
+const std::set<std::string> k_config_drive_keys = {"userData", "metaData", "networkData"};
+const std::set<std::string> k_clean_step_keys = {"interface", "step", "args"};
+const std::set<std::string> k_policy_spec_keys = {"prune", "massDeletion", "maxRetries", "limits"};
+const std::set<std::string> k_mass_deletion_keys = {"maxPercent", "allow"};
+const std::set<std::string> k_limits_keys = {"maxProvisioning", "ironicQPS", "kubernetesQPS", "perBMC"};
+
 class DocumentParser {
 public:
     DocumentParser(const std::string& path, ParsedFile& out, const YamlLimits& limits)
@@ -79,12 +137,12 @@ private:
         bool ok = false;
     };
 
-    Metadata parse_metadata(const YAML::Node& doc);
-    void parse_node(const YAML::Node& doc, const Metadata& meta);
-    void parse_node_class(const YAML::Node& doc, const Metadata& meta);
-    void parse_policy(const YAML::Node& doc, const Metadata& meta);
-    void parse_kube(const YAML::Node& doc, const std::string& api_version, const std::string& kind);
-    void parse_fields(const YAML::Node& spec, bool is_class, NodeFields& fields);
+    Metadata parse_metadata(const YAML::Node& doc, const Entries& top);
+    void parse_node(const YAML::Node& doc, const YAML::Node& spec, Metadata meta);
+    void parse_node_class(const YAML::Node& doc, const YAML::Node& spec, const Metadata& meta);
+    void parse_policy(const YAML::Node& doc, const YAML::Node& spec, const Metadata& meta);
+    void parse_kube(const YAML::Node& doc, const Entries& top, const std::string& api_version, const std::string& kind);
+    void parse_fields(const Entries& spec, NodeFields& fields);
     void parse_bmc(const YAML::Node& bmc, bool is_class, NodeFields& fields, NodeDocument* node);
     std::optional<ImageSpec> parse_image(const YAML::Node& image);
     std::optional<ConfigDriveSpec> parse_config_drive(const YAML::Node& drive);
@@ -107,19 +165,20 @@ void DocumentParser::parse(const YAML::Node& doc)
         m_reader.error(doc, "", std::string("a document must be a mapping, got ") + describe(yaml_type(doc)));
         return;
     }
-    auto api_node = doc["apiVersion"];
-    auto kind_node = doc["kind"];
-    if (!api_node) {
+    const Entries top(doc);
+    const auto* api_node = top.find("apiVersion");
+    const auto* kind_node = top.find("kind");
+    if (api_node == nullptr) {
         missing(doc, "apiVersion");
     }
-    if (!kind_node) {
+    if (kind_node == nullptr) {
         missing(doc, "kind");
     }
-    if (!api_node || !kind_node) {
+    if (api_node == nullptr || kind_node == nullptr) {
         return;
     }
-    auto api_version = m_reader.string(api_node, "apiVersion");
-    auto kind = m_reader.string(kind_node, "kind");
+    auto api_version = m_reader.string(*api_node, "apiVersion");
+    auto kind = m_reader.string(*kind_node, "kind");
     if (!api_version || !kind) {
         return;
     }
@@ -127,172 +186,169 @@ void DocumentParser::parse(const YAML::Node& doc)
     std::string group = slash == std::string::npos ? "" : api_version->substr(0, slash);
     if (group == k_api_group) {
         if (*api_version != k_api_version) {
-            m_reader.error(api_node, "apiVersion",
+            m_reader.error(*api_node, "apiVersion",
                            "unsupported version '" + *api_version + "'; this metalsync reads " + k_api_version);
             return;
         }
         if (*kind != "Node" && *kind != "NodeClass" && *kind != "Policy") {
-            m_reader.error(kind_node, "kind", "unknown kind '" + *kind + "' in " + k_api_version +
-                                                  " (known: Node, NodeClass, Policy)");
+            m_reader.error(*kind_node, "kind", "unknown kind '" + *kind + "' in " + k_api_version +
+                                                   " (known: Node, NodeClass, Policy)");
             return;
         }
-        if (!m_reader.mapping(doc, "", {"apiVersion", "kind", "metadata", "spec"})) {
+        if (!m_reader.mapping(doc, "", k_top_keys)) {
             // Unknown top-level fields are reported; carry on to report the rest.
         }
-        auto meta = parse_metadata(doc);
-        auto spec = doc["spec"];
-        if (!spec) {
+        auto meta = parse_metadata(doc, top);
+        const auto* spec = top.find("spec");
+        if (spec == nullptr) {
             missing(doc, "spec");
             return;
         }
         if (*kind == "Node") {
-            parse_node(doc, meta);
+            parse_node(doc, *spec, std::move(meta));
         } else if (*kind == "NodeClass") {
-            parse_node_class(doc, meta);
+            parse_node_class(doc, *spec, meta);
         } else {
-            parse_policy(doc, meta);
+            parse_policy(doc, *spec, meta);
         }
         return;
     }
     std::string typo_group = group.empty() ? *api_version : group;
     auto distance = edit_distance(typo_group, k_api_group);
     if ((distance > 0 && distance <= 2) || typo_group == "metalsync") {
-        m_reader.error(api_node, "apiVersion",
+        m_reader.error(*api_node, "apiVersion",
                        "unknown API group '" + typo_group + "'; did you mean " + k_api_version + "?");
         return;
     }
-    parse_kube(doc, *api_version, *kind);
+    parse_kube(doc, top, *api_version, *kind);
 }
 
-DocumentParser::Metadata DocumentParser::parse_metadata(const YAML::Node& doc)
+DocumentParser::Metadata DocumentParser::parse_metadata(const YAML::Node& doc, const Entries& top)
 {
     Metadata meta;
-    auto node = doc["metadata"];
-    if (!node) {
+    const auto* found = top.find("metadata");
+    if (found == nullptr) {
         missing(doc, "metadata");
         return meta;
     }
-    if (!m_reader.mapping(node, "metadata", {"name", "labels", "annotations"})) {
+    const YAML::Node& node = *found;
+    if (!m_reader.mapping(node, "metadata", k_metadata_keys)) {
         if (!node.IsMap()) {
             return meta;
         }
     }
-    auto name = node["name"];
-    if (!name) {
+    const Entries entries(node);
+    const auto* name = entries.find("name");
+    if (name == nullptr) {
         missing(node, "metadata.name");
         return meta;
     }
-    auto value = m_reader.matching(name, "metadata.name",
+    auto value = m_reader.matching(*name, "metadata.name",
                                    "a valid name (lower-case letters, digits, '-' and '.', at most 63 characters)",
                                    is_object_name);
-    if (auto labels = node["labels"]) {
-        if (auto map = m_reader.string_map(labels, "metadata.labels")) {
-            meta.labels = *map;
+    if (const auto* labels = entries.find("labels")) {
+        if (auto map = m_reader.string_map(*labels, "metadata.labels")) {
+            meta.labels = std::move(*map);
         }
     }
-    if (auto annotations = node["annotations"]) {
-        (void)m_reader.string_map(annotations, "metadata.annotations");
+    if (const auto* annotations = entries.find("annotations")) {
+        (void)m_reader.string_map(*annotations, "metadata.annotations");
     }
     if (value) {
-        meta.name = *value;
-        meta.name_at = position_of(name);
+        meta.name = std::move(*value);
+        meta.name_at = position_of(*name);
         meta.ok = true;
     }
     return meta;
 }
 
-void DocumentParser::parse_node(const YAML::Node& doc, const Metadata& meta)
+void DocumentParser::parse_node(const YAML::Node& doc, const YAML::Node& spec, Metadata meta)
 {
     NodeDocument node;
-    node.name = meta.name;
-    node.labels = meta.labels;
+    node.name = std::move(meta.name);
+    node.labels = std::move(meta.labels);
     node.name_at = meta.name_at;
     node.source = {m_path, position_of(doc).line};
-    auto spec = doc["spec"];
     const std::size_t errors_before = m_out.diagnostics.size();
-    if (!m_reader.mapping(spec, "spec",
-                          {"class", "bmc", "interfaces", "automatedClean", "ports", "properties", "resourceClass",
-                           "inspect", "expect", "provisionState", "image", "configDrive", "maintenance",
-                           "maintenanceReason", "power", "cleanSteps"}) &&
-        !spec.IsMap()) {
+    if (!m_reader.mapping(spec, "spec", k_node_spec_keys) && !spec.IsMap()) {
         return;
     }
-    if (auto cls = spec["class"]) {
-        if (auto value = m_reader.matching(cls, "spec.class", "a valid NodeClass name", is_object_name)) {
-            node.class_name = *value;
-            node.class_at = position_of(cls);
+    const Entries entries(spec);
+    if (const auto* cls = entries.find("class")) {
+        if (auto value = m_reader.matching(*cls, "spec.class", "a valid NodeClass name", is_object_name)) {
+            node.class_name = std::move(*value);
+            node.class_at = position_of(*cls);
         }
     }
-    if (auto bmc = spec["bmc"]) {
-        node.bmc_at = position_of(bmc);
-        parse_bmc(bmc, false, node.fields, &node);
+    if (const auto* bmc = entries.find("bmc")) {
+        node.bmc_at = position_of(*bmc);
+        parse_bmc(*bmc, false, node.fields, &node);
     } else {
         missing(spec, "spec.bmc");
     }
-    if (auto ports = spec["ports"]) {
-        if (m_reader.sequence(ports, "spec.ports", 64)) {
+    if (const auto* ports = entries.find("ports")) {
+        if (m_reader.sequence(*ports, "spec.ports", 64)) {
+            node.ports.reserve(ports->size());
+            node.mac_at.reserve(ports->size());
             std::size_t i = 0;
-            for (const auto& port : ports) {
+            for (const auto& port : *ports) {
                 auto field = index_field("spec.ports", i++);
-                if (!m_reader.mapping(port, field, {"mac", "pxe", "physicalNetwork"}) && !port.IsMap()) {
+                if (!m_reader.mapping(port, field, k_port_keys) && !port.IsMap()) {
                     continue;
                 }
+                const Entries port_entries(port);
                 PortSpec spec_port;
-                auto mac = port["mac"];
-                if (!mac) {
+                const auto* mac = port_entries.find("mac");
+                if (mac == nullptr) {
                     missing(port, field + ".mac");
                     continue;
                 }
-                auto value = m_reader.matching(mac, field + ".mac", "a MAC address (aa:bb:cc:dd:ee:ff)", is_mac);
+                auto value = m_reader.matching(*mac, field + ".mac", "a MAC address (aa:bb:cc:dd:ee:ff)", is_mac);
                 if (!value) {
                     continue;
                 }
-                spec_port.mac = *value;
+                spec_port.mac = std::move(*value);
                 std::transform(spec_port.mac.begin(), spec_port.mac.end(), spec_port.mac.begin(),
                                [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-                if (auto pxe = port["pxe"]) {
-                    if (auto b = m_reader.boolean(pxe, field + ".pxe")) {
+                if (const auto* pxe = port_entries.find("pxe")) {
+                    if (auto b = m_reader.boolean(*pxe, field + ".pxe")) {
                         spec_port.pxe = *b;
                     }
                 }
-                if (auto net = port["physicalNetwork"]) {
-                    if (auto s = m_reader.string(net, field + ".physicalNetwork")) {
+                if (const auto* net = port_entries.find("physicalNetwork")) {
+                    if (auto s = m_reader.string(*net, field + ".physicalNetwork")) {
                         if (s->empty()) {
-                            m_reader.error(net, field + ".physicalNetwork", "must not be empty");
+                            m_reader.error(*net, field + ".physicalNetwork", "must not be empty");
                         }
-                        spec_port.physical_network = *s;
+                        spec_port.physical_network = std::move(*s);
                     }
                 }
-                node.ports.push_back(spec_port);
-                node.mac_at.push_back(position_of(mac));
+                node.ports.push_back(std::move(spec_port));
+                node.mac_at.push_back(position_of(*mac));
             }
         }
     }
-    parse_fields(spec, false, node.fields);
+    parse_fields(entries, node.fields);
     if (meta.ok && m_out.diagnostics.size() == errors_before) {
         m_out.nodes.push_back(std::move(node));
     }
 }
 
-void DocumentParser::parse_node_class(const YAML::Node& doc, const Metadata& meta)
+void DocumentParser::parse_node_class(const YAML::Node& doc, const YAML::Node& spec, const Metadata& meta)
 {
     NodeClassDocument cls;
     cls.node_class.name = meta.name;
     cls.node_class.source = {m_path, position_of(doc).line};
     cls.name_at = meta.name_at;
-    auto spec = doc["spec"];
     const std::size_t errors_before = m_out.diagnostics.size();
-    if (!m_reader.mapping(spec, "spec",
-                          {"bmc", "interfaces", "automatedClean", "properties", "resourceClass", "inspect", "expect",
-                           "provisionState", "image", "configDrive", "maintenance", "maintenanceReason", "power",
-                           "cleanSteps"}) &&
-        !spec.IsMap()) {
+    if (!m_reader.mapping(spec, "spec", k_class_spec_keys) && !spec.IsMap()) {
         return;
     }
-    if (auto bmc = spec["bmc"]) {
-        parse_bmc(bmc, true, cls.node_class.fields, nullptr);
+    const Entries entries(spec);
+    if (const auto* bmc = entries.find("bmc")) {
+        parse_bmc(*bmc, true, cls.node_class.fields, nullptr);
     }
-    parse_fields(spec, true, cls.node_class.fields);
+    parse_fields(entries, cls.node_class.fields);
     if (meta.ok && m_out.diagnostics.size() == errors_before) {
         m_out.classes.push_back(std::move(cls));
     }
@@ -300,143 +356,141 @@ void DocumentParser::parse_node_class(const YAML::Node& doc, const Metadata& met
 
 void DocumentParser::parse_bmc(const YAML::Node& bmc, bool is_class, NodeFields& fields, NodeDocument* node)
 {
-    std::set<std::string> allowed = {"driver", "port", "credentials", "verifyCA"};
-    if (!is_class) {
-        allowed.insert({"address", "systemId"});
-    }
-    if (!m_reader.mapping(bmc, "spec.bmc", allowed) && !bmc.IsMap()) {
+    if (!m_reader.mapping(bmc, "spec.bmc", is_class ? k_class_bmc_keys : k_node_bmc_keys) && !bmc.IsMap()) {
         return;
     }
-    if (auto driver = bmc["driver"]) {
-        if (auto v = m_reader.one_of(driver, "spec.bmc.driver", {"ipmi", "redfish", "idrac", "ilo", "irmc", "fake-hardware"})) {
-            fields.driver = *v;
+    const Entries entries(bmc);
+    if (const auto* driver = entries.find("driver")) {
+        if (auto v = m_reader.one_of(*driver, "spec.bmc.driver", {"ipmi", "redfish", "idrac", "ilo", "irmc", "fake-hardware"})) {
+            fields.driver = std::move(*v);
         }
     }
-    if (auto port = bmc["port"]) {
-        if (auto v = m_reader.integer(port, "spec.bmc.port", 1, 65535)) {
+    if (const auto* port = entries.find("port")) {
+        if (auto v = m_reader.integer(*port, "spec.bmc.port", 1, 65535)) {
             fields.bmc_port = static_cast<int>(*v);
         }
     }
-    if (auto credentials = bmc["credentials"]) {
-        if (auto v = m_reader.matching(credentials, "spec.bmc.credentials",
+    if (const auto* credentials = entries.find("credentials")) {
+        if (auto v = m_reader.matching(*credentials, "spec.bmc.credentials",
                                        "a plain file name in the credentials directory (letters, digits, '.', '_', "
                                        "'-'; no '/' or '..')",
                                        is_plain_credentials_name)) {
-            fields.credentials = *v;
+            fields.credentials = std::move(*v);
         }
     }
-    if (auto verify = bmc["verifyCA"]) {
-        if (auto v = m_reader.boolean(verify, "spec.bmc.verifyCA")) {
+    if (const auto* verify = entries.find("verifyCA")) {
+        if (auto v = m_reader.boolean(*verify, "spec.bmc.verifyCA")) {
             fields.verify_ca = *v;
         }
     }
     if (node != nullptr) {
-        if (auto address = bmc["address"]) {
-            if (auto v = m_reader.matching(address, "spec.bmc.address", "an IP address or host name", is_host)) {
-                node->bmc_address = *v;
-                node->address_at = position_of(address);
+        if (const auto* address = entries.find("address")) {
+            if (auto v = m_reader.matching(*address, "spec.bmc.address", "an IP address or host name", is_host)) {
+                node->bmc_address = std::move(*v);
+                node->address_at = position_of(*address);
             }
         } else {
             missing(bmc, "spec.bmc.address");
         }
-        if (auto system = bmc["systemId"]) {
-            if (auto v = m_reader.matching(system, "spec.bmc.systemId", "a Redfish system path (starting with '/')",
+        if (const auto* system = entries.find("systemId")) {
+            if (auto v = m_reader.matching(*system, "spec.bmc.systemId", "a Redfish system path (starting with '/')",
                                            is_system_id)) {
-                node->bmc_system_id = *v;
+                node->bmc_system_id = std::move(*v);
             }
         }
     }
 }
 
-void DocumentParser::parse_fields(const YAML::Node& spec, bool /*is_class*/, NodeFields& fields)
+void DocumentParser::parse_fields(const Entries& spec, NodeFields& fields)
 {
-    if (auto interfaces = spec["interfaces"]) {
-        if (m_reader.mapping(interfaces, "spec.interfaces", k_interface_keys)) {
-            for (const auto& kv : interfaces) {
+    if (const auto* interfaces = spec.find("interfaces")) {
+        if (m_reader.mapping(*interfaces, "spec.interfaces", k_interface_keys)) {
+            for (const auto& kv : *interfaces) {
                 const auto& key = kv.first.Scalar();
                 if (auto v = m_reader.matching(kv.second, "spec.interfaces." + key, "an Ironic interface name",
                                                is_interface_name)) {
-                    fields.interfaces[key] = *v;
+                    fields.interfaces[key] = std::move(*v);
                 }
             }
         }
     }
-    if (auto v = spec["automatedClean"]) {
-        fields.automated_clean = m_reader.boolean(v, "spec.automatedClean");
+    if (const auto* v = spec.find("automatedClean")) {
+        fields.automated_clean = m_reader.boolean(*v, "spec.automatedClean");
     }
-    if (auto v = spec["properties"]) {
-        if (!v.IsMap()) {
-            m_reader.error(v, "spec.properties", std::string("expected a mapping, got ") + describe(yaml_type(v)));
-        } else if (auto j = m_reader.to_json(v, "spec.properties")) {
-            fields.properties = *j;
+    if (const auto* v = spec.find("properties")) {
+        if (!v->IsMap()) {
+            m_reader.error(*v, "spec.properties", std::string("expected a mapping, got ") + describe(yaml_type(*v)));
+        } else if (auto j = m_reader.to_json(*v, "spec.properties")) {
+            fields.properties = std::move(*j);
         }
     }
-    if (auto v = spec["resourceClass"]) {
-        fields.resource_class = m_reader.matching(v, "spec.resourceClass",
+    if (const auto* v = spec.find("resourceClass")) {
+        fields.resource_class = m_reader.matching(*v, "spec.resourceClass",
                                                   "a resource class (letters, digits, '_', '.', '-', at most 80)",
                                                   is_resource_class);
     }
-    if (auto v = spec["inspect"]) {
-        fields.inspect = m_reader.boolean(v, "spec.inspect");
+    if (const auto* v = spec.find("inspect")) {
+        fields.inspect = m_reader.boolean(*v, "spec.inspect");
     }
-    if (auto v = spec["expect"]) {
-        parse_expect(v, fields.expect);
+    if (const auto* v = spec.find("expect")) {
+        parse_expect(*v, fields.expect);
     }
-    if (auto v = spec["provisionState"]) {
-        if (auto s = m_reader.one_of(v, "spec.provisionState", {"manageable", "available", "active"})) {
+    if (const auto* v = spec.find("provisionState")) {
+        if (auto s = m_reader.one_of(*v, "spec.provisionState", {"manageable", "available", "active"})) {
             fields.provision_state = *s == "manageable"  ? ProvisionGoal::manageable
                                      : *s == "available" ? ProvisionGoal::available
                                                          : ProvisionGoal::active;
         }
     }
-    if (auto v = spec["image"]) {
-        fields.image = parse_image(v);
+    if (const auto* v = spec.find("image")) {
+        fields.image = parse_image(*v);
     }
-    if (auto v = spec["configDrive"]) {
-        fields.config_drive = parse_config_drive(v);
+    if (const auto* v = spec.find("configDrive")) {
+        fields.config_drive = parse_config_drive(*v);
     }
-    if (auto v = spec["maintenance"]) {
-        fields.maintenance = m_reader.boolean(v, "spec.maintenance");
+    if (const auto* v = spec.find("maintenance")) {
+        fields.maintenance = m_reader.boolean(*v, "spec.maintenance");
     }
-    if (auto v = spec["maintenanceReason"]) {
-        if (auto s = m_reader.string(v, "spec.maintenanceReason")) {
+    if (const auto* v = spec.find("maintenanceReason")) {
+        if (auto s = m_reader.string(*v, "spec.maintenanceReason")) {
             if (s->size() > 255) {
-                m_reader.error(v, "spec.maintenanceReason", "at most 255 characters");
+                m_reader.error(*v, "spec.maintenanceReason", "at most 255 characters");
             } else {
-                fields.maintenance_reason = *s;
+                fields.maintenance_reason = std::move(*s);
             }
         }
     }
-    if (auto v = spec["power"]) {
-        if (auto s = m_reader.one_of(v, "spec.power", {"on", "off"})) {
+    if (const auto* v = spec.find("power")) {
+        if (auto s = m_reader.one_of(*v, "spec.power", {"on", "off"})) {
             fields.power = *s == "on" ? PowerGoal::on : PowerGoal::off;
         }
     }
-    if (auto v = spec["cleanSteps"]) {
-        fields.clean_steps = parse_clean_steps(v);
+    if (const auto* v = spec.find("cleanSteps")) {
+        fields.clean_steps = parse_clean_steps(*v);
     }
 }
 
 void DocumentParser::parse_expect(const YAML::Node& expect, HardwareExpectation& out)
 {
-    if (!m_reader.mapping(expect, "spec.expect", {"cpus", "memoryMiB", "disks", "cpuArch"})) {
+    if (!m_reader.mapping(expect, "spec.expect", k_expect_keys)) {
         return;
     }
-    if (auto v = expect["cpus"]) {
-        if (auto i = m_reader.integer(v, "spec.expect.cpus", 1, 1 << 20)) out.cpus = static_cast<int>(*i);
+    const Entries entries(expect);
+    if (const auto* v = entries.find("cpus")) {
+        if (auto i = m_reader.integer(*v, "spec.expect.cpus", 1, 1 << 20)) out.cpus = static_cast<int>(*i);
     }
-    if (auto v = expect["memoryMiB"]) {
-        out.memory_mib = m_reader.integer(v, "spec.expect.memoryMiB", 1, std::int64_t{1} << 40);
+    if (const auto* v = entries.find("memoryMiB")) {
+        out.memory_mib = m_reader.integer(*v, "spec.expect.memoryMiB", 1, std::int64_t{1} << 40);
     }
-    if (auto v = expect["disks"]) {
-        if (auto i = m_reader.integer(v, "spec.expect.disks", 0, 1 << 16)) out.disks = static_cast<int>(*i);
+    if (const auto* v = entries.find("disks")) {
+        if (auto i = m_reader.integer(*v, "spec.expect.disks", 0, 1 << 16)) out.disks = static_cast<int>(*i);
     }
-    if (auto v = expect["cpuArch"]) {
-        if (auto s = m_reader.string(v, "spec.expect.cpuArch")) {
+    if (const auto* v = entries.find("cpuArch")) {
+        if (auto s = m_reader.string(*v, "spec.expect.cpuArch")) {
             if (s->empty()) {
-                m_reader.error(v, "spec.expect.cpuArch", "must not be empty");
+                m_reader.error(*v, "spec.expect.cpuArch", "must not be empty");
             } else {
-                out.cpu_arch = *s;
+                out.cpu_arch = std::move(*s);
             }
         }
     }
@@ -444,63 +498,64 @@ void DocumentParser::parse_expect(const YAML::Node& expect, HardwareExpectation&
 
 std::optional<ImageSpec> DocumentParser::parse_image(const YAML::Node& image)
 {
-    if (!m_reader.mapping(image, "spec.image", {"source", "checksum", "kernel", "ramdisk", "rootGiB"}) &&
-        !image.IsMap()) {
+    if (!m_reader.mapping(image, "spec.image", k_image_keys) && !image.IsMap()) {
         return std::nullopt;
     }
+    const Entries entries(image);
     ImageSpec spec;
-    auto source = image["source"];
-    if (!source) {
+    const auto* source = entries.find("source");
+    if (source == nullptr) {
         missing(image, "spec.image.source");
         return std::nullopt;
     }
-    auto url = m_reader.matching(source, "spec.image.source", "an http://, https:// or file:// URL", is_url);
+    auto url = m_reader.matching(*source, "spec.image.source", "an http://, https:// or file:// URL", is_url);
     if (!url) {
         return std::nullopt;
     }
-    spec.source = *url;
-    if (auto v = image["checksum"]) {
-        if (auto s = m_reader.matching(v, "spec.image.checksum",
+    spec.source = std::move(*url);
+    if (const auto* v = entries.find("checksum")) {
+        if (auto s = m_reader.matching(*v, "spec.image.checksum",
                                        "a checksum (md5:<32 hex>, sha256:<64 hex>, sha512:<128 hex>) or the URL of a "
                                        "checksum file",
                                        is_checksum)) {
-            spec.checksum = *s;
+            spec.checksum = std::move(*s);
         }
     } else if (spec.source.starts_with("http://") || spec.source.starts_with("https://")) {
         missing(image, "spec.image.checksum");
     }
-    if (auto v = image["kernel"]) {
-        if (auto s = m_reader.matching(v, "spec.image.kernel", "an http://, https:// or file:// URL", is_url)) {
-            spec.kernel = *s;
+    if (const auto* v = entries.find("kernel")) {
+        if (auto s = m_reader.matching(*v, "spec.image.kernel", "an http://, https:// or file:// URL", is_url)) {
+            spec.kernel = std::move(*s);
         }
     }
-    if (auto v = image["ramdisk"]) {
-        if (auto s = m_reader.matching(v, "spec.image.ramdisk", "an http://, https:// or file:// URL", is_url)) {
-            spec.ramdisk = *s;
+    if (const auto* v = entries.find("ramdisk")) {
+        if (auto s = m_reader.matching(*v, "spec.image.ramdisk", "an http://, https:// or file:// URL", is_url)) {
+            spec.ramdisk = std::move(*s);
         }
     }
-    if (auto v = image["rootGiB"]) {
-        if (auto i = m_reader.integer(v, "spec.image.rootGiB", 1, 1 << 20)) spec.root_gib = static_cast<int>(*i);
+    if (const auto* v = entries.find("rootGiB")) {
+        if (auto i = m_reader.integer(*v, "spec.image.rootGiB", 1, 1 << 20)) spec.root_gib = static_cast<int>(*i);
     }
     return spec;
 }
 
 std::optional<ConfigDriveSpec> DocumentParser::parse_config_drive(const YAML::Node& drive)
 {
-    if (!m_reader.mapping(drive, "spec.configDrive", {"userData", "metaData", "networkData"}) && !drive.IsMap()) {
+    if (!m_reader.mapping(drive, "spec.configDrive", k_config_drive_keys) && !drive.IsMap()) {
         return std::nullopt;
     }
+    const Entries entries(drive);
     ConfigDriveSpec spec;
-    if (auto v = drive["userData"]) {
-        spec.user_data = m_reader.string(v, "spec.configDrive.userData");
+    if (const auto* v = entries.find("userData")) {
+        spec.user_data = m_reader.string(*v, "spec.configDrive.userData");
     }
     for (const char* key : {"metaData", "networkData"}) {
-        if (auto v = drive[key]) {
+        if (const auto* v = entries.find(key)) {
             std::string field = std::string("spec.configDrive.") + key;
-            if (!v.IsMap()) {
-                m_reader.error(v, field, std::string("expected a mapping, got ") + describe(yaml_type(v)));
-            } else if (auto j = m_reader.to_json(v, field)) {
-                (std::string(key) == "metaData" ? spec.meta_data : spec.network_data) = *j;
+            if (!v->IsMap()) {
+                m_reader.error(*v, field, std::string("expected a mapping, got ") + describe(yaml_type(*v)));
+            } else if (auto j = m_reader.to_json(*v, field)) {
+                (std::string_view(key) == "metaData" ? spec.meta_data : spec.network_data) = std::move(*j);
             }
         }
     }
@@ -513,32 +568,35 @@ std::optional<std::vector<CleanStep>> DocumentParser::parse_clean_steps(const YA
         return std::nullopt;
     }
     std::vector<CleanStep> out;
+    out.reserve(steps.size());
     std::size_t i = 0;
     for (const auto& step : steps) {
         auto field = index_field("spec.cleanSteps", i++);
-        if (!m_reader.mapping(step, field, {"interface", "step", "args"}) && !step.IsMap()) {
+        if (!m_reader.mapping(step, field, k_clean_step_keys) && !step.IsMap()) {
             continue;
         }
+        const Entries entries(step);
         CleanStep cs;
-        auto interface = step["interface"];
-        auto name = step["step"];
-        if (!interface) {
+        const auto* interface = entries.find("interface");
+        const auto* name = entries.find("step");
+        if (interface == nullptr) {
             missing(step, field + ".interface");
-        } else if (auto s = m_reader.one_of(interface, field + ".interface",
+        } else if (auto s = m_reader.one_of(*interface, field + ".interface",
                                             {"deploy", "bios", "raid", "management", "power"})) {
-            cs.interface = *s;
+            cs.interface = std::move(*s);
         }
-        if (!name) {
+        if (name == nullptr) {
             missing(step, field + ".step");
-        } else if (auto s = m_reader.matching(name, field + ".step", "a step name (lower-case, digits, '_')",
+        } else if (auto s = m_reader.matching(*name, field + ".step", "a step name (lower-case, digits, '_')",
                                               is_step_name)) {
-            cs.step = *s;
+            cs.step = std::move(*s);
         }
-        if (auto args = step["args"]) {
-            if (!args.IsMap()) {
-                m_reader.error(args, field + ".args", std::string("expected a mapping, got ") + describe(yaml_type(args)));
-            } else if (auto j = m_reader.to_json(args, field + ".args")) {
-                cs.args = *j;
+        if (const auto* args = entries.find("args")) {
+            if (!args->IsMap()) {
+                m_reader.error(*args, field + ".args",
+                               std::string("expected a mapping, got ") + describe(yaml_type(*args)));
+            } else if (auto j = m_reader.to_json(*args, field + ".args")) {
+                cs.args = std::move(*j);
             }
         }
         out.push_back(std::move(cs));
@@ -546,57 +604,59 @@ std::optional<std::vector<CleanStep>> DocumentParser::parse_clean_steps(const YA
     return out;
 }
 
-void DocumentParser::parse_policy(const YAML::Node& doc, const Metadata& meta)
+void DocumentParser::parse_policy(const YAML::Node& doc, const YAML::Node& spec, const Metadata& meta)
 {
     PolicyDocument pd;
     pd.policy.name = meta.name;
     pd.policy.source = {m_path, position_of(doc).line};
     pd.name_at = meta.name_at;
-    auto spec = doc["spec"];
     const std::size_t errors_before = m_out.diagnostics.size();
-    if (!m_reader.mapping(spec, "spec", {"prune", "massDeletion", "maxRetries", "limits"}) && !spec.IsMap()) {
+    if (!m_reader.mapping(spec, "spec", k_policy_spec_keys) && !spec.IsMap()) {
         return;
     }
+    const Entries entries(spec);
     auto& p = pd.policy;
-    if (auto v = spec["prune"]) {
-        if (auto b = m_reader.boolean(v, "spec.prune")) p.prune = *b;
+    if (const auto* v = entries.find("prune")) {
+        if (auto b = m_reader.boolean(*v, "spec.prune")) p.prune = *b;
     }
-    if (auto v = spec["massDeletion"]) {
-        if (m_reader.mapping(v, "spec.massDeletion", {"maxPercent", "allow"})) {
-            if (auto m = v["maxPercent"]) {
-                if (auto i = m_reader.integer(m, "spec.massDeletion.maxPercent", 0, 100)) {
+    if (const auto* v = entries.find("massDeletion")) {
+        if (m_reader.mapping(*v, "spec.massDeletion", k_mass_deletion_keys)) {
+            const Entries mass(*v);
+            if (const auto* m = mass.find("maxPercent")) {
+                if (auto i = m_reader.integer(*m, "spec.massDeletion.maxPercent", 0, 100)) {
                     p.mass_deletion_max_percent = static_cast<int>(*i);
                 }
             }
-            if (auto a = v["allow"]) {
-                if (auto b = m_reader.boolean(a, "spec.massDeletion.allow")) p.mass_deletion_allowed = *b;
+            if (const auto* a = mass.find("allow")) {
+                if (auto b = m_reader.boolean(*a, "spec.massDeletion.allow")) p.mass_deletion_allowed = *b;
             }
         }
     }
-    if (auto v = spec["maxRetries"]) {
-        if (auto i = m_reader.integer(v, "spec.maxRetries", 0, 100)) p.max_retries = static_cast<int>(*i);
+    if (const auto* v = entries.find("maxRetries")) {
+        if (auto i = m_reader.integer(*v, "spec.maxRetries", 0, 100)) p.max_retries = static_cast<int>(*i);
     }
-    if (auto v = spec["limits"]) {
-        if (m_reader.mapping(v, "spec.limits", {"maxProvisioning", "ironicQPS", "kubernetesQPS", "perBMC"})) {
-            if (auto m = v["maxProvisioning"]) {
-                if (auto i = m_reader.integer(m, "spec.limits.maxProvisioning", 1, 1000)) {
+    if (const auto* v = entries.find("limits")) {
+        if (m_reader.mapping(*v, "spec.limits", k_limits_keys)) {
+            const Entries limits(*v);
+            if (const auto* m = limits.find("maxProvisioning")) {
+                if (auto i = m_reader.integer(*m, "spec.limits.maxProvisioning", 1, 1000)) {
                     p.limits.max_provisioning = static_cast<int>(*i);
                 }
             }
             for (const char* key : {"ironicQPS", "kubernetesQPS"}) {
-                if (auto m = v[key]) {
+                if (const auto* m = limits.find(key)) {
                     std::string field = std::string("spec.limits.") + key;
-                    if (auto d = m_reader.number(m, field)) {
+                    if (auto d = m_reader.number(*m, field)) {
                         if (*d <= 0 || *d > 1000) {
-                            m_reader.error(m, field, "must be greater than 0 and at most 1000, got " + m.Scalar());
+                            m_reader.error(*m, field, "must be greater than 0 and at most 1000, got " + m->Scalar());
                         } else {
-                            (std::string(key) == "ironicQPS" ? p.limits.ironic_qps : p.limits.kubernetes_qps) = *d;
+                            (std::string_view(key) == "ironicQPS" ? p.limits.ironic_qps : p.limits.kubernetes_qps) = *d;
                         }
                     }
                 }
             }
-            if (auto m = v["perBMC"]) {
-                if (auto i = m_reader.integer(m, "spec.limits.perBMC", 1, 16)) {
+            if (const auto* m = limits.find("perBMC")) {
+                if (auto i = m_reader.integer(*m, "spec.limits.perBMC", 1, 16)) {
                     p.limits.per_bmc = static_cast<int>(*i);
                 }
             }
@@ -607,34 +667,37 @@ void DocumentParser::parse_policy(const YAML::Node& doc, const Metadata& meta)
     }
 }
 
-void DocumentParser::parse_kube(const YAML::Node& doc, const std::string& api_version, const std::string& kind)
+void DocumentParser::parse_kube(const YAML::Node& doc, const Entries& top, const std::string& api_version,
+                                const std::string& kind)
 {
     KubeDocument kd;
     kd.object.api_version = api_version;
     kd.object.kind = kind;
     kd.object.source = {m_path, position_of(doc).line};
-    auto metadata = doc["metadata"];
-    if (!metadata) {
+    const auto* metadata = top.find("metadata");
+    if (metadata == nullptr) {
         missing(doc, "metadata");
         return;
     }
-    if (!metadata.IsMap()) {
-        m_reader.error(metadata, "metadata", std::string("expected a mapping, got ") + describe(yaml_type(metadata)));
+    if (!metadata->IsMap()) {
+        m_reader.error(*metadata, "metadata",
+                       std::string("expected a mapping, got ") + describe(yaml_type(*metadata)));
         return;
     }
-    auto name = metadata["name"];
-    if (!name) {
-        missing(metadata, "metadata.name");
+    const Entries entries(*metadata);
+    const auto* name = entries.find("name");
+    if (name == nullptr) {
+        missing(*metadata, "metadata.name");
         return;
     }
-    auto name_value = m_reader.string(name, "metadata.name");
+    auto name_value = m_reader.string(*name, "metadata.name");
     if (!name_value) {
         return;
     }
-    kd.object.name = *name_value;
-    kd.name_at = position_of(name);
-    if (auto ns = metadata["namespace"]) {
-        if (auto v = m_reader.string(ns, "metadata.namespace")) kd.object.namespace_ = *v;
+    kd.object.name = std::move(*name_value);
+    kd.name_at = position_of(*name);
+    if (const auto* ns = entries.find("namespace")) {
+        if (auto v = m_reader.string(*ns, "metadata.namespace")) kd.object.namespace_ = std::move(*v);
     }
     auto body = m_reader.to_json(doc, "");
     if (!body) {
@@ -667,7 +730,9 @@ ParsedFile parse_file(const std::string& path, std::string_view content, const Y
     }
     std::vector<YAML::Node> documents;
     try {
-        documents = YAML::LoadAll(std::string(content));
+        // Read in place: LoadAll(std::string) would copy the file twice more.
+        std::ispanstream stream(std::span<const char>(content.data(), content.size()));
+        documents = YAML::LoadAll(stream);
     } catch (const YAML::Exception& e) {
         out.diagnostics.push_back({path, e.mark.line + 1, e.mark.column + 1, "", "YAML syntax error: " + e.msg});
         return out;
