@@ -109,6 +109,7 @@ GitSource::GitSource(GitSourceConfig config) : m_config(std::move(config))
 
 std::expected<PollResult, GitError> GitSource::poll(const std::string& last_commit)
 {
+    m_repo.reset();
     const std::string label = redact_url(m_config.url);
     if (!parse_remote_url(m_config.url)) {
         return error("git remote " + label + ": unsupported URL");
@@ -186,11 +187,11 @@ std::expected<Snapshot, GitError> GitSource::snapshot(const std::string& commit)
     if (!sub_path) {
         return std::unexpected(sub_path.error());
     }
-    auto repo = open_clone(repository_dir());
+    auto repo = local_clone();
     if (!repo) {
         return std::unexpected(repo.error());
     }
-    auto found = lookup_commit(repo->get(), commit);
+    auto found = lookup_commit(*repo, commit);
     if (!found) {
         return std::unexpected(found.error());
     }
@@ -221,7 +222,7 @@ std::expected<Snapshot, GitError> GitSource::snapshot(const std::string& commit)
             return error("path '" + *sub_path + "' in commit " + commit + " is not a directory");
         }
         git_object* raw_sub = nullptr;
-        if (int rc = git_tree_entry_to_object(&raw_sub, repo->get(), entry.get()); rc != 0) {
+        if (int rc = git_tree_entry_to_object(&raw_sub, *repo, entry.get()); rc != 0) {
             return error("path '" + *sub_path + "' in commit " + commit + ": " + git::last_error_message(rc));
         }
         tree.reset(reinterpret_cast<git_tree*>(raw_sub));
@@ -235,18 +236,30 @@ std::expected<Snapshot, GitError> GitSource::snapshot(const std::string& commit)
     return snap;
 }
 
+std::expected<git_repository*, GitError> GitSource::local_clone()
+{
+    if (!m_repo) {
+        auto repo = open_clone(repository_dir());
+        if (!repo) {
+            return std::unexpected(repo.error());
+        }
+        m_repo = std::shared_ptr<git_repository>(repo->release(), git_repository_free);
+    }
+    return m_repo.get();
+}
+
 std::expected<std::string, GitError> GitSource::read_blob(const std::string& blob_id)
 {
     git_oid oid;
     if (!git::parse_oid(blob_id, oid)) {
         return error("'" + blob_id + "' is not a full 40-hex blob id");
     }
-    auto repo = open_clone(repository_dir());
+    auto repo = local_clone();
     if (!repo) {
         return std::unexpected(repo.error());
     }
     git_blob* raw = nullptr;
-    if (int rc = git_blob_lookup(&raw, repo->get(), &oid); rc != 0) {
+    if (int rc = git_blob_lookup(&raw, *repo, &oid); rc != 0) {
         return error("blob " + blob_id + " not found in the local clone: " + git::last_error_message(rc));
     }
     git::BlobPtr blob(raw);

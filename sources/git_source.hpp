@@ -13,8 +13,11 @@
 #include <cstdint>
 #include <expected>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
+
+struct git_repository;  // libgit2's, opaque outside git_source.cpp
 
 namespace metalsync {
 
@@ -84,7 +87,14 @@ public:
     [[nodiscard]] std::filesystem::path repository_dir() const { return m_config.state_dir / "git"; }
 
 private:
+    // The local clone, opened once and kept for the snapshot and every
+    // read_blob that follows (reopening it per blob cost ~4% of a cold load).
+    // poll() drops it, so each fetch is followed by a fresh open. Not for
+    // concurrent use: a GitSource belongs to one thread at a time.
+    std::expected<git_repository*, GitError> local_clone();
+
     GitSourceConfig m_config;
+    std::shared_ptr<git_repository> m_repo;  // shared, so that a GitSource stays copyable
 };
 
 } // namespace metalsync
