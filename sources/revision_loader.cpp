@@ -2,7 +2,9 @@
 
 #include <map>
 #include <set>
+#include <string_view>
 #include <tuple>
+#include <unordered_map>
 
 namespace metalsync {
 
@@ -114,18 +116,36 @@ std::expected<DesiredState, Diagnostics> assemble_revision(const std::vector<std
         state.has_policy = true;
     }
 
-    std::map<std::string, std::pair<std::string, Position>> node_at;
-    std::map<std::string, std::pair<std::string, std::string>> mac_owner;   // mac -> (node, file:line)
-    std::map<std::string, std::pair<std::string, std::string>> bmc_owner;   // address:port[/system] -> (node, where)
+    // The cross-document indexes are hash maps sized up front, keyed by views
+    // into the parsed files (alive until this function returns); the
+    // "file:line" of the first claimant is only formatted for a conflict.
+    std::size_t node_count = 0;
+    std::size_t port_count = 0;
+    for (const auto& f : files) {
+        node_count += f->nodes.size();
+        for (const auto& doc : f->nodes) {
+            port_count += doc.ports.size();
+        }
+    }
+    struct PortClaim {
+        const NodeDocument* doc;
+        std::size_t index;
+    };
+    std::unordered_map<std::string_view, const NodeDocument*> node_at;
+    std::unordered_map<std::string_view, PortClaim> mac_owner;
+    std::unordered_map<std::string, const NodeDocument*> bmc_owner;  // address:port[/system]
+    node_at.reserve(node_count);
+    mac_owner.reserve(port_count);
+    bmc_owner.reserve(node_count);
     for (const auto& f : files) {
         for (const auto& doc : f->nodes) {
             const auto& file = doc.source.file;
-            if (auto it = node_at.find(doc.name); it != node_at.end()) {
+            if (auto [it, inserted] = node_at.emplace(doc.name, &doc); !inserted) {
                 report(file, doc.name_at, "metadata.name",
-                       "node '" + doc.name + "' is already declared at " + where(it->second.first, it->second.second));
+                       "node '" + doc.name + "' is already declared at " +
+                           where(it->second->source.file, it->second->name_at));
                 continue;
             }
-            node_at[doc.name] = {file, doc.name_at};
             const NodeClass* cls = nullptr;
             if (!doc.class_name.empty()) {
                 auto it = state.classes.find(doc.class_name);
@@ -136,40 +156,43 @@ std::expected<DesiredState, Diagnostics> assemble_revision(const std::vector<std
                 cls = &it->second;
             }
             NodeSpec spec = resolve(doc, cls);
-            std::string via = cls != nullptr ? " (here or in NodeClass '" + cls->name + "')" : "";
+            auto via = [cls] { return cls != nullptr ? " (here or in NodeClass '" + cls->name + "')" : std::string(); };
             if (spec.bmc.driver.empty()) {
-                report(file, doc.bmc_at, "spec.bmc.driver", "no driver: set spec.bmc.driver" + via);
+                report(file, doc.bmc_at, "spec.bmc.driver", "no driver: set spec.bmc.driver" + via());
             }
             if (spec.bmc.credentials.empty() && !spec.bmc.driver.empty() && spec.bmc.driver != "fake-hardware") {
                 report(file, doc.bmc_at, "spec.bmc.credentials",
-                       "driver '" + spec.bmc.driver + "' needs credentials: set spec.bmc.credentials" + via);
+                       "driver '" + spec.bmc.driver + "' needs credentials: set spec.bmc.credentials" + via());
             }
             if (spec.provision_state == ProvisionGoal::active && !spec.image) {
                 report(file, Position{doc.source.line, 1}, "spec.image",
-                       "provisionState active needs an image: set spec.image" + via);
+                       "provisionState active needs an image: set spec.image" + via());
             }
             for (std::size_t i = 0; i < doc.ports.size(); ++i) {
                 const auto& mac = doc.ports[i].mac;
-                auto here = where(file, doc.mac_at[i]);
-                auto [it, inserted] = mac_owner.emplace(mac, std::make_pair(doc.name, here));
+                auto [it, inserted] = mac_owner.emplace(mac, PortClaim{&doc, i});
                 if (!inserted) {
+                    const auto& owner = *it->second.doc;
                     report(file, doc.mac_at[i], "spec.ports[" + std::to_string(i) + "].mac",
-                           "MAC " + mac + " is already claimed by node '" + it->second.first + "' at " +
-                               it->second.second);
+                           "MAC " + mac + " is already claimed by node '" + owner.name + "' at " +
+                               where(owner.source.file, owner.mac_at[it->second.index]));
                 }
             }
             if (!doc.bmc_address.empty() && !spec.bmc.driver.empty()) {
                 int port = spec.bmc.port.value_or(default_bmc_port(spec.bmc.driver));
                 std::string key = doc.bmc_address + ":" + std::to_string(port) + doc.bmc_system_id;
-                auto here = where(file, doc.address_at);
-                auto [it, inserted] = bmc_owner.emplace(key, std::make_pair(doc.name, here));
+                auto [it, inserted] = bmc_owner.emplace(key, &doc);
                 if (!inserted) {
+                    const auto& owner = *it->second;
                     report(file, doc.address_at, "spec.bmc.address",
-                           "BMC " + key + " is already claimed by node '" + it->second.first + "' at " +
-                               it->second.second);
+                           "BMC " + key + " is already claimed by node '" + owner.name + "' at " +
+                               where(owner.source.file, owner.address_at));
                 }
             }
-            state.nodes.emplace(doc.name, std::move(spec));
+            // Files come in path order and generated repositories name their
+            // nodes along their paths: with the end() hint such a node is
+            // appended in constant time (the hint never changes the result).
+            state.nodes.emplace_hint(state.nodes.end(), doc.name, std::move(spec));
         }
     }
 
