@@ -99,12 +99,15 @@ struct NodePlanner {
 
     nlohmann::json create_body(const NodeSpec& spec) const
     {
-        nlohmann::json body = {{"name", spec.name},
-                               {"driver", spec.bmc.driver},
-                               {"driver_info", desired_driver_info(spec)},
-                               {"properties", spec.properties},
-                               {"extra", {{"metalsync", in.instance}}},
-                               {"automated_clean", spec.automated_clean}};
+        // Built by assignment: a braced initializer list copies each value
+        // once more (plan_nodes builds one body per node of the site).
+        nlohmann::json body = nlohmann::json::object();
+        body["name"] = spec.name;
+        body["driver"] = spec.bmc.driver;
+        body["driver_info"] = desired_driver_info(spec);
+        body["properties"] = spec.properties;
+        body["extra"]["metalsync"] = in.instance;
+        body["automated_clean"] = spec.automated_clean;
         if (!spec.resource_class.empty()) body["resource_class"] = spec.resource_class;
         for (const auto& [k, v] : spec.interfaces) {
             body[k + "_interface"] = v;
@@ -115,20 +118,25 @@ struct NodePlanner {
     void plan_missing(const NodeSpec& spec)
     {
         const auto* mem = memory(spec.name);
-        nlohmann::json params = {{"node", create_body(spec)}, {"credentials", spec.bmc.credentials}};
-        params["ports"] = nlohmann::json::array();
+        nlohmann::json params = nlohmann::json::object();
+        params["node"] = create_body(spec);
+        params["credentials"] = spec.bmc.credentials;
+        auto& ports = params["ports"] = nlohmann::json::array();
         for (const auto& p : spec.ports) {
-            params["ports"].push_back({{"address", p.mac}, {"pxe_enabled", p.pxe}});
+            nlohmann::json port = nlohmann::json::object();
+            port["address"] = p.mac;
+            port["pxe_enabled"] = p.pxe;
+            ports.push_back(std::move(port));
         }
         if (mem != nullptr && mem->was_active) {
             params["instance_info"] = desired_instance_info(spec);
             add(spec, ActionVerb::adopt_node,
                 "Ironic no longer knows this node, which was active: enroll it again and adopt it (no redeploy)",
-                params);
+                std::move(params));
             verdict(spec.name, NodeCondition::progressing, "re-enrolling for adoption");
             return;
         }
-        add(spec, ActionVerb::create_node, "declared in Git, not enrolled in Ironic", params);
+        add(spec, ActionVerb::create_node, "declared in Git, not enrolled in Ironic", std::move(params));
         verdict(spec.name, NodeCondition::progressing, "enrolling");
     }
 
@@ -256,7 +264,7 @@ struct NodePlanner {
             nlohmann::json cd = {{"meta_data", spec.config_drive->meta_data}};
             if (spec.config_drive->user_data) cd["user_data"] = *spec.config_drive->user_data;
             if (!spec.config_drive->network_data.is_null()) cd["network_data"] = spec.config_drive->network_data;
-            p["configdrive"] = cd;
+            p["configdrive"] = std::move(cd);
         }
         return p;
     }
