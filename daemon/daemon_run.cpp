@@ -95,6 +95,12 @@ std::optional<IronicConnection> ironic_connection(const DaemonConfig& cfg, std::
 
 std::string short_id(const std::string& id) { return id.substr(0, 12); }
 
+// Wait before the next attempt at a failing step: 15 s, doubling, at most 10 min.
+double retry_backoff_seconds(int attempts)
+{
+    return std::min(600.0, 15.0 * std::pow(2.0, std::max(0, attempts - 1)));
+}
+
 // What the loop knows right now, for the control socket's readers.
 struct NodeView {
     std::string provision_state;
@@ -467,8 +473,7 @@ void Daemon::record_completions(double now)
             store_memory(status, memory);
             if (a.retry) {
                 status.attempts += 1;
-                double backoff = std::min(600.0, 15.0 * std::pow(2.0, std::max(0, status.attempts - 1)));
-                status.next_attempt_at = now + backoff;
+                status.next_attempt_at = now + retry_backoff_seconds(status.attempts);
             }
             status.last_error_type.clear();
             status.last_error.clear();
@@ -479,8 +484,7 @@ void Daemon::record_completions(double now)
             status.last_error = r.error;
             if (!r.retryable && r.error_type != "validation") {
                 status.attempts += 1;
-                double backoff = std::min(600.0, 15.0 * std::pow(2.0, std::max(0, status.attempts - 1)));
-                status.next_attempt_at = now + backoff;
+                status.next_attempt_at = now + retry_backoff_seconds(status.attempts);
             }
             spdlog::warn("node {}: {} failed ({}): {}", a.node, verb, r.error_type, r.error);
         }
