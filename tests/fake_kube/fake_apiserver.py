@@ -218,6 +218,8 @@ BUILTINS = [
              builtin=True, uses_generation=False,
              verbs=["create", "delete", "get", "list", "patch", "update", "watch"]),
     Resource("", ["v1"], "secrets", "secret", "Secret", True, builtin=True, uses_generation=False),
+    Resource("", ["v1"], "services", "service", "Service", True, has_status=True, short_names=["svc"],
+             categories=["all"], builtin=True, uses_generation=False),
     Resource("", ["v1"], "configmaps", "configmap", "ConfigMap", True, short_names=["cm"], builtin=True,
              uses_generation=False),
     Resource("apiextensions.k8s.io", ["v1"], "customresourcedefinitions", "customresourcedefinition",
@@ -615,7 +617,7 @@ class Store:
     def bucket(self, res):
         return self.objects[(res.group, res.resource)]
 
-    def check_namespace(self, res, ns, creating=False):
+    def check_namespace(self, res, ns, creating=False, name=""):
         if not res.namespaced:
             return
         nsobj = self.objects[("", "namespaces")].get((None, ns))
@@ -624,14 +626,15 @@ class Store:
         if creating and nsobj["metadata"].get("deletionTimestamp"):
             raise ApiError(403, "Forbidden",
                            "%s \"%s\" is forbidden: unable to create new content in namespace %s because it is "
-                           "being terminated" % (qualified(res), "", ns),
-                           {"name": "", "kind": res.resource, "group": res.group,
+                           "being terminated" % (qualified(res), name, ns),
+                           {"name": name, "kind": res.resource, "group": res.group,
                             "causes": [{"reason": "NamespaceTerminating",
                                         "message": "namespace %s is being terminated" % ns,
                                         "field": "metadata.namespace"}]})
 
     def get(self, res, ns, name):
-        self.check_namespace(res, ns)
+        # Reads never check that the namespace exists: a real server answers
+        # "<kind> not found" (and lists come back empty); only creation does.
         obj = self.bucket(res).get((ns if res.namespaced else None, name))
         if obj is None:
             raise err_not_found(res, name)
@@ -653,7 +656,8 @@ class Store:
                 obj["data"] = data
                 for k, v in sd.items():
                     data[k] = base64.b64encode(str(v).encode()).decode()
-            obj.setdefault("type", "Opaque")
+            if not obj.get("type"):
+                obj["type"] = "Opaque"
         elif res.resource == "namespaces":
             md.setdefault("labels", {})["kubernetes.io/metadata.name"] = md["name"]
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
@@ -804,7 +808,7 @@ class Store:
                                          "Required value: name or generateName is required")])
         if res.namespaced:
             md["namespace"] = ns
-            self.check_namespace(res, ns, creating=True)
+            self.check_namespace(res, ns, creating=True, name=name)
         else:
             md.pop("namespace", None)
         if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name) or len(name) > 253:
@@ -1393,6 +1397,113 @@ def _varint(n):
 
 
 # --------------------------------------------------------------------------
+# Protobuf requests. kubectl's typed clients (kubectl create namespace, create
+# secret, create configmap) send application/vnd.kubernetes.protobuf. Decoded
+# here for the kinds the fake serves built in; answers are always JSON, which
+# client-go accepts (it decodes by the response's Content-Type).
+
+def _pb_fields(data):
+    i, out = 0, []
+    while i < len(data):
+        key, i = _pb_varint(data, i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = _pb_varint(data, i)
+        elif wt == 2:
+            n, i = _pb_varint(data, i)
+            v, i = data[i:i + n], i + n
+        elif wt == 1:
+            v, i = data[i:i + 8], i + 8
+        elif wt == 5:
+            v, i = data[i:i + 4], i + 4
+        else:
+            raise ValueError("unsupported wire type %d" % wt)
+        out.append((num, v))
+    return out
+
+
+def _pb_varint(data, i):
+    shift = n = 0
+    while True:
+        b = data[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, i
+
+
+def _pb_map(entries, as_bytes=False):
+    out = {}
+    for e in entries:
+        f = dict(_pb_fields(e))
+        v = f.get(2, b"")
+        out[f.get(1, b"").decode()] = base64.b64encode(v).decode() if as_bytes else v.decode()
+    return out
+
+
+def _pb_object_meta(data):
+    md, labels, annotations, finalizers = {}, [], [], []
+    for num, v in _pb_fields(data):
+        if num in (1, 2, 3, 5, 6) and v:
+            md[{1: "name", 2: "generateName", 3: "namespace", 5: "uid", 6: "resourceVersion"}[num]] = v.decode()
+        elif num == 11:
+            labels.append(v)
+        elif num == 12:
+            annotations.append(v)
+        elif num == 14:
+            finalizers.append(v.decode())
+    if labels:
+        md["labels"] = _pb_map(labels)
+    if annotations:
+        md["annotations"] = _pb_map(annotations)
+    if finalizers:
+        md["finalizers"] = finalizers
+    return md
+
+
+def decode_protobuf(raw):
+    if not raw.startswith(b"k8s\x00"):
+        raise ValueError("missing the k8s protobuf envelope")
+    unknown = dict(_pb_fields(raw[4:]))
+    tm = dict(_pb_fields(unknown.get(1, b"")))
+    api_version, kind = tm.get(1, b"").decode(), tm.get(2, b"").decode()
+    obj = {"apiVersion": api_version, "kind": kind}
+    fields = _pb_fields(unknown.get(2, b""))
+    if kind in ("DeleteOptions",):
+        for num, v in fields:
+            if num == 6:
+                obj["propagationPolicy"] = v.decode()
+        return obj
+    if kind not in ("Namespace", "ConfigMap", "Secret"):
+        raise ValueError("the fake decodes protobuf only for Namespace, ConfigMap and Secret, not %s" % kind)
+    data, binary, string_data = [], [], []
+    for num, v in fields:
+        if num == 1:
+            obj["metadata"] = _pb_object_meta(v)
+        elif kind == "Namespace" and num == 2:
+            fins = [x.decode() for n, x in _pb_fields(v) if n == 1]
+            obj["spec"] = {"finalizers": fins} if fins else {}
+        elif kind == "ConfigMap" and num == 2 or kind == "Secret" and num == 2:
+            data.append(v)
+        elif kind == "ConfigMap" and num == 3:
+            binary.append(v)
+        elif kind == "Secret" and num == 3:
+            obj["type"] = v.decode()
+        elif kind == "Secret" and num == 4:
+            string_data.append(v)
+        elif num == 4 and kind == "ConfigMap" or num == 5 and kind == "Secret":
+            obj["immutable"] = bool(v)
+    if data:
+        obj["data"] = _pb_map(data, as_bytes=(kind == "Secret"))
+    if binary:
+        obj["binaryData"] = _pb_map(binary, as_bytes=True)
+    if string_data:
+        obj["stringData"] = _pb_map(string_data)
+    return obj
+
+
+# --------------------------------------------------------------------------
 # Tables.
 
 def table_for(res, objs, list_rv, include_object):
@@ -1640,7 +1751,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def record(self, path, query, ctype, raw):
         body = None
-        if raw:
+        if raw and ctype.startswith("application/vnd.kubernetes.protobuf"):
+            try:
+                body = decode_protobuf(raw)
+            except (ValueError, IndexError):
+                body = None
+        elif raw:
             try:
                 body = json.loads(raw)
             except ValueError:
@@ -1787,6 +1903,11 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- resources ------------------------------------------------------------
     def parse_body(self, ctype, raw, allow_yaml=True):
+        if ctype.split(";")[0].strip() == "application/vnd.kubernetes.protobuf" and raw:
+            try:
+                return decode_protobuf(raw)
+            except (ValueError, IndexError) as e:
+                raise ApiError(415, "UnsupportedMediaType", "fake apiserver: %s" % e)
         if not raw:
             raise err_bad_request("the body of the request was in an unknown format - accepted media types "
                                   "include: application/json, application/yaml, application/vnd.kubernetes.protobuf")
@@ -1882,9 +2003,8 @@ class Handler(BaseHTTPRequestHandler):
                                "the server does not allow this method on the requested resource")
             opts = {}
             if raw:
-                try:
-                    opts = json.loads(raw) or {}
-                except ValueError:
+                opts = self.parse_body(ctype, raw) or {}
+                if not isinstance(opts, dict):
                     raise err_bad_request("error decoding DeleteOptions")
             prop = q("propagationPolicy") or opts.get("propagationPolicy")
             if prop and prop not in ("Background", "Foreground", "Orphan"):
@@ -1917,8 +2037,6 @@ class Handler(BaseHTTPRequestHandler):
         lsel = parse_label_selector(q("labelSelector"))
         fsel = parse_field_selector(q("fieldSelector"))
         with st.lock:
-            if ns is not None:
-                st.check_namespace(res, ns)
             items = [o for (ons, _), o in st.bucket(res).items() if ns is None or ons == ns]
             items = [o for o in items if lsel(o["metadata"].get("labels")) and fsel(o)]
             items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
