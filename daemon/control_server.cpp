@@ -58,74 +58,6 @@ std::string duration_text(std::chrono::milliseconds ms)
     return std::to_string(ms.count()) + "ms";
 }
 
-// Untrusted text for a log line: no control characters, bounded length.
-std::string printable(std::string_view text, std::size_t max = 64)
-{
-    std::string out;
-    for (char c : text.substr(0, max)) {
-        out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
-    }
-    if (text.size() > max) {
-        out += "...";
-    }
-    return out;
-}
-
-// Finds the end of the first JSON object in a growing buffer without parsing
-// it: brace depth outside strings. Whether the object is valid JSON is left
-// to the parser once it is complete.
-class ObjectScanner {
-public:
-    enum class Status { incomplete, complete, not_object };
-
-    Status feed(const std::string& buffer)
-    {
-        for (; m_pos < buffer.size(); ++m_pos) {
-            char c = buffer[m_pos];
-            if (!m_started) {
-                if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
-                    continue;
-                }
-                if (c != '{') {
-                    return Status::not_object;
-                }
-                m_started = true;
-                m_depth = 1;
-                continue;
-            }
-            if (m_in_string) {
-                if (m_escape) {
-                    m_escape = false;
-                } else if (c == '\\') {
-                    m_escape = true;
-                } else if (c == '"') {
-                    m_in_string = false;
-                }
-                continue;
-            }
-            if (c == '"') {
-                m_in_string = true;
-            } else if (c == '{' || c == '[') {
-                ++m_depth;
-            } else if ((c == '}' || c == ']') && --m_depth == 0) {
-                m_end = ++m_pos;
-                return Status::complete;
-            }
-        }
-        return Status::incomplete;
-    }
-
-    [[nodiscard]] std::size_t end() const { return m_end; }
-
-private:
-    std::size_t m_pos = 0;
-    std::size_t m_end = 0;
-    int m_depth = 0;
-    bool m_started = false;
-    bool m_in_string = false;
-    bool m_escape = false;
-};
-
 struct ReadOutcome {
     enum class Kind { complete, eof, timeout, oversized, not_object, stopped, io_error };
     Kind kind = Kind::io_error;
@@ -201,32 +133,6 @@ ReadOutcome read_request(int fd, int stop_fd, std::chrono::milliseconds timeout,
             return outcome;
         }
     }
-}
-
-// nlohmann's messages start with "[json.exception.parse_error.101] "; an
-// operator does not need that part.
-std::string parse_error_text(const std::exception& e)
-{
-    std::string text = e.what();
-    if (text.starts_with("[json.exception.")) {
-        auto close = text.find("] ");
-        if (close != std::string::npos) {
-            text.erase(0, close + 2);
-        }
-    }
-    return text;
-}
-
-std::string reply_json(const ControlReply& reply)
-{
-    constexpr auto replace = nlohmann::json::error_handler_t::replace;
-    std::string out = "{\"result\":" + std::to_string(reply.result) +
-                      ",\"text\":" + nlohmann::json(reply.text).dump(-1, ' ', false, replace);
-    if (!reply.arguments.is_null()) {
-        out += ",\"arguments\":" + reply.arguments.dump(-1, ' ', false, replace);
-    }
-    out += "}\n";
-    return out;
 }
 
 bool write_all(int fd, int stop_fd, const std::string& data, std::chrono::milliseconds timeout)
@@ -605,48 +511,20 @@ void ControlServer::serve_connection(int raw_fd)
         break;
     case ReadOutcome::Kind::eof:
     case ReadOutcome::Kind::complete: {
-        bool blank = outcome.body.find_first_not_of(" \t\r\n") == std::string::npos;
-        if (blank) {
-            reply.text = "malformed request: empty request";
-            spdlog::warn("control socket: malformed request from {}: empty", peer);
+        auto parsed = parse_control_request(outcome.body, m_options.max_request_bytes);
+        if (!parsed) {
+            reply = std::move(parsed.error().reply);
+            spdlog::warn("control socket: malformed request from {}: {}", peer, parsed.error().log_reason);
             break;
         }
-        nlohmann::json parsed;
-        try {
-            parsed = nlohmann::json::parse(outcome.body);
-        } catch (const nlohmann::json::exception& e) {
-            reply.text = "malformed request: " + parse_error_text(e);
-            spdlog::warn("control socket: malformed request from {}: {}", peer, parse_error_text(e));
-            break;
-        }
-        auto command = parsed.find("command");
-        if (!parsed.is_object() || command == parsed.end()) {
-            reply.text = "malformed request: missing \"command\"";
-            spdlog::warn("control socket: malformed request from {}: missing \"command\"", peer);
-            break;
-        }
-        if (!command->is_string()) {
-            reply.text = "malformed request: \"command\" must be a string";
-            spdlog::warn("control socket: malformed request from {}: \"command\" is not a string", peer);
-            break;
-        }
-        request.command = command->get<std::string>();
-        auto arguments = parsed.find("arguments");
-        if (arguments != parsed.end() && !arguments->is_null()) {
-            if (!arguments->is_object()) {
-                reply.text = "malformed request: \"arguments\" must be an object";
-                spdlog::warn("control socket: malformed request from {}: '{}' arguments not an object", peer,
-                             printable(request.command));
-                break;
-            }
-            request.arguments = std::move(*arguments);
-        }
+        request.command = std::move(parsed->command);
+        request.arguments = std::move(parsed->arguments);
         reply = dispatch(request);
         spdlog::debug("control socket: '{}' from {}: result {}", printable(request.command), peer, reply.result);
         break;
     }
     }
-    if (!write_all(fd.get(), m_stop_fd, reply_json(reply), m_options.read_timeout)) {
+    if (!write_all(fd.get(), m_stop_fd, control_reply_json(reply), m_options.read_timeout)) {
         spdlog::debug("control socket: could not send the reply to {}", peer);
         return;
     }
