@@ -4,6 +4,7 @@
 
 #include <iostream>
 
+#include "daemon/cli_clusters.hpp"
 #include "daemon/cli_commands.hpp"
 #include "daemon/cli_status.hpp"
 #include "daemon/daemon_run.hpp"
@@ -105,6 +106,41 @@ int cli_main(int argc, char** argv)
     resume_cmd->add_option("node", resume.name, "Node name (default: every node)");
     add_client_options(resume_cmd, resume.client);
 
+    ClientOptions clusters;
+    auto* clusters_cmd = app.add_subcommand(
+        "clusters", "Cluster API clusters from Git: phase, Ready, control plane and worker replicas, version");
+    add_client_options(clusters_cmd, clusters);
+
+    ClusterOptions cluster;
+    auto* cluster_cmd = app.add_subcommand(
+        "cluster", "One cluster as clusterctl describe shows it: control plane, MachineDeployments, Machines, its "
+                   "objects and events");
+    cluster_cmd->add_option("name", cluster.name, "Cluster name")->required();
+    cluster_cmd->add_option("-n,--namespace", cluster.namespace_, "Namespace, when the name is not unique");
+    cluster_cmd->add_flag("!--no-grouping", cluster.grouping, "List every Machine instead of grouping alike ones");
+    add_client_options(cluster_cmd, cluster.client);
+
+    ObjectsOptions objects;
+    auto* objects_cmd = app.add_subcommand(
+        "objects", "Every Kubernetes object from Git (and those being pruned): state, source file, message");
+    objects_cmd->add_option("--state", objects.state,
+                            "Only objects in this state (in-sync, applying, drifted, waiting, deleting, pruning, "
+                            "orphaned, kept, error)");
+    add_client_options(objects_cmd, objects.client);
+
+    KubeconfigOptions kubeconfig;
+    auto* kubeconfig_cmd = app.add_subcommand(
+        "kubeconfig", "Print a workload cluster's kubeconfig (the <name>-kubeconfig Secret) to stdout, read with the "
+                      "daemon's management-cluster credentials; never logged");
+    kubeconfig_cmd->add_option("name", kubeconfig.name, "Cluster name")->required();
+    kubeconfig_cmd->add_option("-n,--namespace", kubeconfig.namespace_,
+                               "The cluster's namespace (default: the configuration's kubernetes.namespace)");
+    kubeconfig_cmd->add_option("-c,--config", kubeconfig.config, "Daemon configuration to take the kubeconfig from")
+        ->capture_default_str();
+    kubeconfig_cmd->add_option("--kubeconfig", kubeconfig.kubeconfig,
+                               "The management cluster's kubeconfig (instead of the configuration's)");
+    kubeconfig_cmd->add_option("--context", kubeconfig.context, "Context of that kubeconfig");
+
     ClientOptions version;
     auto* version_cmd = app.add_subcommand("version", "Print the version, and the daemon's when one answers");
     add_client_options(version_cmd, version);
@@ -151,6 +187,18 @@ int cli_main(int argc, char** argv)
     }
     if (resume_cmd->parsed()) {
         return run_suspend(resume, true);
+    }
+    if (clusters_cmd->parsed()) {
+        return run_clusters(clusters);
+    }
+    if (cluster_cmd->parsed()) {
+        return run_cluster(cluster);
+    }
+    if (objects_cmd->parsed()) {
+        return run_objects(objects);
+    }
+    if (kubeconfig_cmd->parsed()) {
+        return run_kubeconfig(kubeconfig);
     }
     if (version_cmd->parsed()) {
         return run_version(version);

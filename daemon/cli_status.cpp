@@ -1,4 +1,5 @@
 #include "daemon/cli_status.hpp"
+#include "daemon/cli_detail.hpp"
 
 #include <unistd.h>
 
@@ -16,13 +17,7 @@
 
 namespace metalsync {
 
-namespace {
-
-using json = nlohmann::json;
-
-constexpr int k_exit_ok = 0;
-constexpr int k_exit_answered_error = 1;
-constexpr int k_exit_unreachable = 2;
+namespace cli_detail {
 
 const json& field(const json& object, std::string_view key)
 {
@@ -106,7 +101,7 @@ std::string age_text(const json& value, std::int64_t now)
     return text_of(value);
 }
 
-std::string table(const std::vector<std::vector<std::string>>& rows, const std::string& indent = "")
+std::string table(const std::vector<std::vector<std::string>>& rows, const std::string& indent)
 {
     std::vector<std::size_t> width;
     for (const auto& row : rows) {
@@ -143,7 +138,7 @@ std::string key_values(const std::vector<std::pair<std::string, std::string>>& r
     return out;
 }
 
-std::string list_text(const json& value, const std::string& separator = ", ")
+std::string list_text(const json& value, const std::string& separator)
 {
     if (!value.is_array()) {
         return text_of(value);
@@ -162,14 +157,7 @@ std::string socket_of(const ClientOptions& options)
     return options.socket.empty() ? default_control_socket() : options.socket;
 }
 
-// One call with the common outcomes handled: unreachable → exit 2 with the
-// client's sentence; a non-zero result → exit 1 with the daemon's text.
-struct CallOutcome {
-    std::optional<ControlReply> reply;
-    int exit_code = k_exit_ok;
-};
-
-CallOutcome call_daemon(const ClientOptions& options, std::string_view command, const json& arguments = json())
+CallOutcome call_daemon(const ClientOptions& options, std::string_view command, const json& arguments)
 {
     auto reply = ControlClient{}.call(socket_of(options), command, arguments);
     if (!reply) {
@@ -195,7 +183,9 @@ void print_json(const ControlReply& reply)
 
 bool is_json(const ClientOptions& options) { return options.output == "json"; }
 
-} // namespace
+} // namespace cli_detail
+
+using namespace cli_detail;
 
 std::string default_control_socket()
 {
@@ -374,6 +364,25 @@ std::string render_status(const nlohmann::json& arguments, std::string_view text
     }
     if (auto held = str(arguments, "massDeletionHeld"); !held.empty()) {
         rows.emplace_back("Deletion held", held);
+    }
+    const json& kube = field(arguments, "kubernetes");
+    if (kube.is_object() && (field(kube, "enabled") == true || !str(kube, "error").empty())) {
+        std::string line;
+        const json& objects = field(kube, "objects");
+        line = or_dash(str(objects, "total")) + " objects";
+        if (const json& by_state = field(objects, "byState"); by_state.is_object()) {
+            for (const auto& [state, count] : by_state.items()) line += ", " + text_of(count) + " " + state;
+        }
+        const json& clusters = field(kube, "clusters");
+        if (clusters.is_array()) {
+            line += "; " + std::to_string(clusters.size()) + (clusters.size() == 1 ? " cluster" : " clusters");
+            for (const auto& c : clusters) {
+                line += " (" + str(c, "name") + ": " + or_dash(str(c, "phase")) +
+                        (field(c, "deleting") == true ? ", deleting" : "") + ")";
+            }
+        }
+        rows.emplace_back("Kubernetes", line);
+        if (auto error = str(kube, "error"); !error.empty()) rows.emplace_back("Kubernetes error", error);
     }
     out += key_values(rows);
     if (rejected.is_object() && field(rejected, "errors").is_array()) {

@@ -1,5 +1,6 @@
 #include "daemon/daemon_config.hpp"
 
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -28,15 +29,36 @@ std::optional<std::chrono::milliseconds> parse_duration(const std::string& text)
 
 namespace {
 
+// A Kubernetes label value: at most 63 characters of [A-Za-z0-9._-],
+// beginning and ending with an alphanumeric character.
+bool valid_label_value(const std::string& value)
+{
+    if (value.empty() || value.size() > 63) return false;
+    auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+    if (!alnum(value.front()) || !alnum(value.back())) return false;
+    for (char c : value) {
+        if (!alnum(c) && c != '-' && c != '_' && c != '.') return false;
+    }
+    return true;
+}
+
 class ConfigParser {
 public:
     ConfigParser(const std::string& file, Diagnostics& diagnostics) : m_reader(file, diagnostics) {}
 
     void parse(const YAML::Node& root, DaemonConfig& cfg)
     {
-        if (!m_reader.mapping(root, "", {"stateDir", "socket", "socketGroup", "credentialsDir", "git", "ironic",
-                                         "kubernetes", "limits", "log", "metrics"})) {
+        if (!m_reader.mapping(root, "", {"instance", "stateDir", "socket", "socketGroup", "credentialsDir", "git",
+                                         "ironic", "kubernetes", "limits", "log", "metrics"})) {
             if (!root.IsMap()) return;
+        }
+        if (auto v = root["instance"]) {
+            str(v, "instance", cfg.instance);
+            if (!valid_label_value(cfg.instance)) {
+                m_reader.error(v, "instance",
+                               "must be 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or "
+                               "digit (it is written to Ironic's extra and used as a Kubernetes label value)");
+            }
         }
         path(root["stateDir"], "stateDir", cfg.state_dir);
         path(root["socket"], "socket", cfg.socket);
@@ -66,10 +88,12 @@ public:
             }
         }
         if (auto k = root["kubernetes"]) {
-            if (m_reader.mapping(k, "kubernetes", {"kubeconfig", "context", "namespace"})) {
+            if (m_reader.mapping(k, "kubernetes", {"kubeconfig", "context", "namespace", "resyncInterval", "timeout"})) {
                 path(k["kubeconfig"], "kubernetes.kubeconfig", cfg.kubernetes.kubeconfig);
                 str(k["context"], "kubernetes.context", cfg.kubernetes.context);
                 str(k["namespace"], "kubernetes.namespace", cfg.kubernetes.namespace_);
+                duration(k["resyncInterval"], "kubernetes.resyncInterval", cfg.kubernetes.resync_interval);
+                duration(k["timeout"], "kubernetes.timeout", cfg.kubernetes.timeout);
             }
         }
         if (auto l = root["limits"]) {

@@ -30,6 +30,8 @@ struct KubernetesSettings {
     std::filesystem::path kubeconfig;
     std::string context;
     std::string namespace_ = "default";
+    std::chrono::milliseconds resync_interval{30000};  // a pass over every object when nothing moves
+    std::chrono::milliseconds timeout{30000};          // per request
 };
 
 struct DaemonLimits {
@@ -42,6 +44,7 @@ struct DaemonLimits {
 
 struct DaemonConfig {
     std::filesystem::path source_file;
+    std::string instance = "metalsync";  // names this daemon in Ironic's extra and on Kubernetes objects (a label)
     std::filesystem::path state_dir = "/var/lib/metalsync";
     std::filesystem::path socket = "/run/metalsync/metalsync.sock";
     std::string socket_group = "metalsync";

@@ -28,6 +28,8 @@
 #include "daemon/daemon_config.hpp"
 #include "daemon/event_names.hpp"
 #include "daemon/executor.hpp"
+#include "daemon/kube_commands.hpp"
+#include "daemon/kube_worker.hpp"
 #include "daemon/revision_intake.hpp"
 #include "reconcilers/credentials.hpp"
 #include "reconcilers/ironic/ironic_client.hpp"
@@ -91,6 +93,19 @@ std::optional<IronicConnection> ironic_connection(const DaemonConfig& cfg, std::
     if (cfg.ironic.insecure) connection.tls.insecure = true;
     connection.timeout = cfg.ironic.timeout;
     return connection;
+}
+
+KubeWorkerSettings kube_settings(const DaemonConfig& cfg)
+{
+    KubeWorkerSettings s;
+    s.kubeconfig = cfg.kubernetes.kubeconfig;
+    s.context = cfg.kubernetes.context;
+    s.default_namespace = cfg.kubernetes.namespace_;
+    s.instance = cfg.instance;
+    s.qps = cfg.limits.kubernetes_qps;
+    s.resync = cfg.kubernetes.resync_interval;
+    s.timeout = cfg.kubernetes.timeout;
+    return s;
 }
 
 std::string short_id(const std::string& id) { return id.substr(0, 12); }
@@ -161,6 +176,7 @@ private:
     std::optional<CredentialsDirectory> m_credentials;
     std::string m_hmac_key;
     std::unique_ptr<Executor> m_executor;
+    std::unique_ptr<KubeWorker> m_kube;
     std::map<std::string, NodeStatus> m_status;  // node_status rows, cached
     ObservedState m_observed;
 
@@ -385,7 +401,7 @@ void Daemon::plan_and_submit(double now)
             if (!memory.contains(name)) memory[name] = node_memory(status);
         }
     }
-    PlanInput input{*desired, m_observed, memory, "metalsync", now, {}};
+    PlanInput input{*desired, m_observed, memory, m_config.instance, now, {}};
     if (m_credentials) {
         input.secret_hashes = current_secret_hashes(*desired, *m_credentials, m_hmac_key);
     }
@@ -515,6 +531,7 @@ void Daemon::tick()
     if (!m_intake->current()) {
         return;
     }
+    m_kube->set_desired(m_intake->current(), m_intake->current_commit().author_name);
     if (!observe(now)) {
         return;  // never plan on an incomplete observation: every node would look missing
     }
@@ -594,6 +611,30 @@ int Daemon::run()
     m_intake.emplace(*m_git, *m_store);
     m_intake->restore();
 
+    // The Kubernetes half runs on its own thread; it starts from the
+    // inventory of the last pass, so removals made while down are pruned.
+    std::vector<ObjectRef> inventory;
+    if (auto last = m_store->last_inventory(); last && *last) {
+        for (const auto& row : (*last)->rows) {
+            inventory.push_back(ObjectRef{row.api_version, row.kind, row.namespace_, row.name});
+        }
+    }
+    m_kube = std::make_unique<KubeWorker>(
+        kube_settings(m_config), std::move(inventory),
+        [this](const Event& e) {
+            std::lock_guard lock(m_store_mutex);
+            (void)m_store->add_event(e);
+        },
+        [this](const std::string& revision, const std::vector<ObjectRef>& refs) {
+            std::vector<KubeInventoryRow> rows;
+            for (const auto& r : refs) rows.push_back(KubeInventoryRow{r.api_version, r.kind, r.namespace_, r.name});
+            std::lock_guard lock(m_store_mutex);
+            if (auto saved = m_store->save_inventory(revision, rows); !saved) {
+                spdlog::warn("kubernetes: inventory not saved: {}", saved.error().message);
+            }
+        });
+    m_kube->start();
+
     // Signals: blocked in every thread, taken by one thread with sigwait and
     // turned into flags the loop reads. No logic in a handler.
     sigset_t set;
@@ -660,6 +701,7 @@ int Daemon::run()
     if (auto started = server.start(); !started) {
         spdlog::critical("socket: {}", started.error());
         m_executor->stop(std::chrono::milliseconds(0));
+        m_kube->stop();
         kill(getpid(), SIGUSR2);
         signal_thread.join();
         return 1;
@@ -699,6 +741,7 @@ int Daemon::run()
     spdlog::info("shutting down: no new actions; waiting up to 10s for those in flight");
     sd_notify(0, "STOPPING=1");
     auto never_started = m_executor->stop(std::chrono::seconds(10));
+    m_kube->stop();
     record_completions(unix_now());
     server.stop();
     kill(getpid(), SIGUSR2);
@@ -732,8 +775,11 @@ ControlReply Daemon::reload_config()
     m_config.poll_interval = cfg->poll_interval;
     m_config.retry_interval = cfg->retry_interval;
     m_config.log_level = cfg->log_level;
+    if (cfg->instance != m_config.instance) restart_needed.push_back("instance");
+    m_config.kubernetes = cfg->kubernetes;
+    m_kube->set_settings(kube_settings(m_config));
     spdlog::set_level(spdlog::level::from_str(cfg->log_level));
-    std::string text = "configuration reloaded (limits, intervals, log level)";
+    std::string text = "configuration reloaded (limits, intervals, log level, kubernetes)";
     if (!restart_needed.empty()) {
         text += "; changes to ";
         for (std::size_t i = 0; i < restart_needed.size(); ++i) {
@@ -785,6 +831,7 @@ void Daemon::register_commands(ControlServer& server)
                 if (n.condition == "at-goal") ++at_goal;
             }
             auto stats = m_executor->stats();
+            const KubeSnapshot kube = m_kube->snapshot();
             nlohmann::json args = {
                 {"revision", m_view.revision},
                 {"revisionAuthor", m_view.revision_author},
@@ -800,12 +847,14 @@ void Daemon::register_commands(ControlServer& server)
                 {"nodes", {{"total", m_view.nodes.size()}, {"atGoal", at_goal}, {"byCondition", by_condition}, {"byState", by_state}}},
                 {"executor", {{"queued", stats.queued}, {"running", stats.running}, {"provisioning", stats.busy_provisioning}, {"saturated", stats.saturated}}},
                 {"massDeletionHeld", m_view.plan.mass_deletion_held ? nlohmann::json(m_view.plan.mass_deletion_message) : nlohmann::json()},
+                {"kubernetes", kube_status_json(kube)},
             };
             std::string text = std::to_string(m_view.nodes.size()) + " nodes, " + std::to_string(at_goal) + " at goal";
             if (!m_view.ready) text += "; no revision accepted yet";
             if (!m_view.git_error.empty()) text += "; git: " + m_view.git_error;
             if (!m_view.ironic_error.empty()) text += "; ironic: " + m_view.ironic_error;
             if (!m_view.rejected_commit.empty()) text += "; revision " + short_id(m_view.rejected_commit) + " rejected";
+            if (kube.enabled || !kube.error.empty()) text += "; " + kube_status_text(kube);
             return {k_result_success, text, args};
         },
         false, "Daemon summary: revision, Git and Ironic health, nodes by condition and state, executor");
@@ -897,24 +946,30 @@ void Daemon::register_commands(ControlServer& server)
     server.add_command(
         "plan-get",
         [this](const ControlRequest&) -> ControlReply {
+            const KubeSnapshot kube = m_kube->snapshot();
             std::lock_guard lock(m_view_mutex);
             auto j = to_json(m_view.plan);
-            return {m_view.plan.empty() ? k_result_empty : k_result_success,
-                    std::to_string(m_view.plan.actions.size()) + " actions planned", j};
+            nlohmann::json steps = nlohmann::json::array();
+            for (const auto& step : kube.pending) {
+                steps.push_back({{"verb", step.verb == KubeStepVerb::apply ? "apply" : "delete"},
+                                 {"object", describe(step.ref)},
+                                 {"reason", step.reason}});
+            }
+            j["kubernetes"] = steps;
+            const bool empty = m_view.plan.empty() && steps.empty();
+            return {empty ? k_result_empty : k_result_success,
+                    std::to_string(m_view.plan.actions.size()) + " actions planned" +
+                        (steps.empty() ? std::string{} : ", " + std::to_string(steps.size()) + " Kubernetes steps pending"),
+                    j};
         },
-        false, "The actions of the last plan");
-    for (const char* name : {"cluster-list", "cluster-get"}) {
-        server.add_command(
-            name, [](const ControlRequest&) -> ControlReply {
-                return {k_result_empty, "no Kubernetes management cluster is reconciled by this version", nullptr};
-            },
-            false, "Cluster API clusters (the Kubernetes adapter is not built yet)");
-    }
+        false, "The actions of the last plan, and the Kubernetes steps not yet done");
+    register_kube_commands(server, *m_kube, *m_reader);
     server.add_command(
         "reconcile-now",
         [this](const ControlRequest&) -> ControlReply {
             m_next_poll = std::chrono::steady_clock::time_point{};
             request_wakeup();
+            m_kube->wake();
             return {k_result_success, "reconcile requested: polling Git and observing Ironic now", nullptr};
         },
         true, "Poll Git and reconcile now");
@@ -924,6 +979,7 @@ void Daemon::register_commands(ControlServer& server)
             std::string name = request.arguments.value("name", "");
             if (name.empty()) {
                 m_suspended = true;
+                m_kube->set_suspended(true);
                 return {k_result_success, "suspended: no new actions start (in-flight ones finish)", nullptr};
             }
             std::lock_guard lock(m_suspend_mutex);
@@ -937,6 +993,7 @@ void Daemon::register_commands(ControlServer& server)
             std::string name = request.arguments.value("name", "");
             if (name.empty()) {
                 m_suspended = false;
+                m_kube->set_suspended(false);
             } else {
                 std::lock_guard lock(m_suspend_mutex);
                 m_suspended_nodes.erase(name);
