@@ -140,6 +140,14 @@ class ApiError(Exception):
         return s
 
 
+class PageNotFound(ApiError):
+    """A path nothing serves: a real server's mux answers plain text, not a Status
+    (kubectl shows it as "the server could not find the requested resource")."""
+
+    def __init__(self):
+        super().__init__(404, "NotFound", "404 page not found")
+
+
 def qualified(res):
     return res.resource if not res.group else "%s.%s" % (res.resource, res.group)
 
@@ -918,9 +926,14 @@ class Store:
         if not isinstance(applied, dict):
             raise err_bad_request("error decoding YAML: the body is not an object")
         if not manager:
-            raise err_bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is "
-                                  "required for apply patch")
+            raise ApiError(422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
+                           "is required for apply patch",
+                           {"group": "meta.k8s.io", "kind": "PatchOptions",
+                            "causes": [{"reason": "FieldValueRequired", "message": "Required value: is required for "
+                                        "apply patch", "field": "fieldManager"}]})
         amd = applied.get("metadata") or {}
+        if amd.get("managedFields") is not None:
+            raise err_bad_request("metadata.managedFields must be nil")
         av, kind = applied.get("apiVersion"), applied.get("kind")
         if not av or not kind:
             raise err_bad_request("%s" % ("invalid object type: " + json.dumps({"apiVersion": av, "kind": kind})))
@@ -1672,6 +1685,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def send_error_status(self, err):
+        if isinstance(err, PageNotFound):
+            return self.send_json(404, b"404 page not found\n", "text/plain; charset=utf-8")
         self.send_json(err.code, err.status())
 
     def read_body(self):
@@ -1811,35 +1826,35 @@ class Handler(BaseHTTPRequestHandler):
         if len(parts) == 2 and parts[0] == "apis":
             g = self.group_list(parts[1])
             if g is None:
-                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+                raise PageNotFound()
             return self.send_json(200, g)
         if len(parts) == 3 and parts[0] == "apis":
             with st.lock:
                 if parts[2] not in st.groups().get(parts[1], []):
-                    raise ApiError(404, "NotFound", "the server could not find the requested resource")
+                    raise PageNotFound()
             return self.send_json(200, self.resource_list(parts[1], parts[2]))
         if parts[:2] == ["api", "v1"]:
             group, version, rest = "", "v1", parts[2:]
         elif parts[:1] == ["apis"] and len(parts) >= 4:
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise PageNotFound()
         ns = None
         if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] not in ("status", "finalize"):
             ns, rest = rest[1], rest[2:]
         resource, name, sub = rest[0], rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else ""
         if len(rest) > 3:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise PageNotFound()
         with st.lock:
             res = st.find(group, version, resource)
         if res is None:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise PageNotFound()
         if ns is not None and not res.namespaced:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise PageNotFound()
         if sub and not (sub == "status" and res.has_status):
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise PageNotFound()
         if res.namespaced and name is not None and ns is None:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise PageNotFound()
         self.resource_request(res, version, ns, name, sub, query, ctype, raw)
 
     def group_list(self, only=None):
@@ -1899,7 +1914,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, openapi_v3_doc(st, "", "v1"))
             if parts[:3] == ["openapi", "v3", "apis"] and len(parts) == 5 and parts[4] in st.groups().get(parts[3], []):
                 return self.send_json(200, openapi_v3_doc(st, parts[3], parts[4]))
-        raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        raise PageNotFound()
 
     # --- resources ------------------------------------------------------------
     def parse_body(self, ctype, raw, allow_yaml=True):
@@ -1979,9 +1994,12 @@ class Handler(BaseHTTPRequestHandler):
             ct = ctype.split(";")[0].strip()
             if ct == "application/apply-patch+yaml":
                 try:
-                    applied = yaml.load(raw.decode(), Loader=_Loader) if raw else None
-                except Exception as e:
-                    raise err_bad_request("error decoding YAML: %s" % e)
+                    applied = json.loads(raw) if raw else None
+                except ValueError:
+                    try:
+                        applied = yaml.load(raw.decode(), Loader=_Loader)
+                    except Exception as e:
+                        raise err_bad_request("error decoding YAML: %s" % e)
                 obj, created = st.apply(res, version, ns, name, applied, q("fieldManager"),
                                         q("force") in ("true", "1"), sub, dry)
                 self.after_crd_write(res, obj, dry)

@@ -341,7 +341,7 @@ ensure CRDs are installed first" ]; then ok "$run: a CRD is not served before it
     k get widgets
     # kubectl may still hold the kind in its discovery cache; either way the server says no.
     [ "$rc" -eq 1 ] && { out | grep -qxF "error: the server doesn't have a resource type \"widgets\"" ||
-        out | grep -qxF 'Error from server (NotFound): Unable to list "example.com/v1, Resource=widgets": the server could not find the requested resource'; } &&
+        out | grep -qxF 'Error from server (NotFound): Unable to list "example.com/v1, Resource=widgets": the server could not find the requested resource (get widgets.example.com)'; } &&
         ok "$run: its kind is no longer served" || { bad "$run: widgets after CRD deletion: exit $rc"; out; }
 
     # The fake's request log saw kubectl's server-side apply as real servers do.
