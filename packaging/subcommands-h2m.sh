@@ -16,8 +16,9 @@ fi
     echo "[COMMANDS]"
     for sub in $subcommands; do
         printf '.SS "metalsync %s"\n.nf\n' "$sub"
-        # roff: escape backslashes; a leading . or ' would be a request.
-        "$bin" "$sub" --help | sed -e 's/\\/\\e/g' -e "s/^\\([.']\\)/\\\\\\&\\1/"
+        # roff: backslashes escaped, - as \- (a minus, what options are), and a
+        # leading . or ' would be a request.
+        "$bin" "$sub" --help | sed -e 's/\\/\\e/g' -e 's/-/\\-/g' -e "s/^\\([.']\\)/\\\\\\&\\1/"
         printf '.fi\n'
     done
 } >"$tmp"
