@@ -63,6 +63,16 @@ mkdir -p "$T/dirs/alpha" "$T/dirs/beta"
 expect "plan --repo completes directories" "$T/dirs/alpha $T/dirs/beta" "$bin" plan --repo "$T/dirs/"
 expect "an option's value is not a subcommand" "" "$bin" events --since ""
 
+# The same through bash-completion's _init_completion, as in an interactive shell.
+if [ -f /usr/share/bash-completion/bash_completion ]; then
+    got=$(bash -c 'source /usr/share/bash-completion/bash_completion; source "$1/packaging/metalsync.bash-completion"
+        c() { COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}; COMPREPLY=(); _metalsync; echo "${COMPREPLY[*]}"; }
+        c "$2" st; c "$2" status --output=j; c "$2" daemon --log-format t' _ "$src" "$bin" | tr '\n' '/')
+    [ "$got" = "status/json/text/" ] && ok "with bash-completion's _init_completion" || bad "with _init_completion: $got"
+else
+    echo "skip _init_completion variant: bash-completion is not installed"
+fi
+
 # No daemon: no node names, no error, no hang.
 start=$(date +%s)
 expect "node NAME without a daemon: nothing" "" "$bin" node -s "$sock" ""
