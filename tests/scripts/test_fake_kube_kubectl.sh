@@ -39,7 +39,7 @@ echo "kubectl client minor version: $minor"
 # k ARGS...: kubectl against the current kubeconfig; stdout+stderr in $T/out, exit code in $rc.
 rc=0
 k() { rc=0; timeout 120 kubectl "$@" >"$T/out" 2>&1 || rc=$?; }
-out() { cat "$T/out"; }
+out() { sed 's/\x1b\[[0-9;]*m//g' "$T/out"; }  # kubectl before 1.28 colours cluster-info even into a file
 # expect DESCRIPTION EXPECTED-EXIT EXPECTED-OUTPUT kubectl-args...: exact output and exit code.
 expect() {
     local what=$1 code=$2 want=$3; shift 3
