@@ -117,13 +117,29 @@ std::expected<HttpResponse, TransportError> HttpClient::request(std::string_view
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
 
     const auto& tls = m_impl->tls;
-    if (!tls.ca_file.empty()) {
+    // Blobs are copied by libcurl (CURL_BLOB_COPY): curl_easy_reset above
+    // forgets them, so they are set again on every request.
+    auto blob = [](const std::string& pem) {
+        return curl_blob{const_cast<char*>(pem.data()), pem.size(), CURL_BLOB_COPY};
+    };
+    if (!tls.ca_pem.empty()) {
+        auto ca = blob(tls.ca_pem);
+        curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &ca);
+    } else if (!tls.ca_file.empty()) {
         curl_easy_setopt(curl, CURLOPT_CAINFO, tls.ca_file.c_str());
     }
-    if (!tls.client_cert.empty()) {
+    if (!tls.client_cert_pem.empty()) {
+        auto cert = blob(tls.client_cert_pem);
+        curl_easy_setopt(curl, CURLOPT_SSLCERT_BLOB, &cert);
+        curl_easy_setopt(curl, CURLOPT_SSLCERTTYPE, "PEM");
+    } else if (!tls.client_cert.empty()) {
         curl_easy_setopt(curl, CURLOPT_SSLCERT, tls.client_cert.c_str());
     }
-    if (!tls.client_key.empty()) {
+    if (!tls.client_key_pem.empty()) {
+        auto key = blob(tls.client_key_pem);
+        curl_easy_setopt(curl, CURLOPT_SSLKEY_BLOB, &key);
+        curl_easy_setopt(curl, CURLOPT_SSLKEYTYPE, "PEM");
+    } else if (!tls.client_key.empty()) {
         curl_easy_setopt(curl, CURLOPT_SSLKEY, tls.client_key.c_str());
     }
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, tls.insecure ? 0L : 1L);

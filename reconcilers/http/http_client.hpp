@@ -15,10 +15,16 @@
 namespace metalsync {
 
 struct TlsOptions {
-    std::string ca_file;      // empty: the system's CA store
-    std::string client_cert;  // PEM; empty: no client certificate
-    std::string client_key;   // PEM
+    std::string ca_file;      // path of a PEM file; empty: the system's CA store
+    std::string client_cert;  // path of a PEM file; empty: no client certificate
+    std::string client_key;   // path of a PEM file
     bool insecure = false;    // skip server certificate and host name checks
+    // In-memory PEM (kubeconfig's *-data fields), handed to libcurl as blobs so
+    // key material never touches the disk. Each one, when set, takes the place
+    // of the path above.
+    std::string ca_pem;
+    std::string client_cert_pem;
+    std::string client_key_pem;  // a secret: never logged, never in an error
 };
 
 inline constexpr std::chrono::milliseconds k_default_connect_timeout{10'000};

@@ -80,6 +80,9 @@ public:
     // delete (the object may linger while finalizers run); false: already gone.
     ApiResult<bool> remove(const ObjectRef& ref);
 
+    // Items per list page (the `limit` sent; 500 unless changed). For tests.
+    void set_page_size(int page_size);
+
     [[nodiscard]] const KubeConnection& connection() const { return m_connection; }
     [[nodiscard]] std::uint64_t requests_sent() const { return m_requests; }
 
@@ -91,6 +94,8 @@ private:
 };
 
 // Standard base64 (RFC 4648), as Secret data is encoded. nullopt when malformed.
+// Defined once, in sources/git_known_hosts.cpp (the same function, declared
+// there too); padding may be left out, line breaks are not accepted.
 std::optional<std::string> base64_decode(std::string_view text);
 
 } // namespace metalsync
