@@ -200,8 +200,51 @@ grep -q "$marker" "$T/workload.kubeconfig" && grep -q "kind: Config" "$T/workloa
 "$bin" kubeconfig no-such-cluster -c "$T/metalsync.yaml" >/dev/null 2>"$T/kubeconfig.err" && bad "kubeconfig of an unknown cluster fails" ||
   { grep -q "no Secret default/no-such-cluster-kubeconfig" "$T/kubeconfig.err" && ok "kubeconfig of an unknown cluster: a clear error" || bad "kubeconfig error: $(cat "$T/kubeconfig.err")"; }
 
+# --- a CRD, a Namespace and an object of the new kind in one commit: the CRD
+# is applied first, the object once the CRD is Established (the fake takes 0.3 s)
+mkdir -p "$T/repo/extra"
+cat > "$T/repo/extra/widgets.yaml" <<'Y'
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w1, namespace: team-a}
+spec: {size: 3}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-a}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+Y
+commit "widgets: a CRD, its namespace and one widget"
+wait_json "a CRD of the revision, then its Namespace, then its object" 60 \
+  "j['spec']['size']==3" fake_get /apis/example.com/v1/namespaces/team-a/widgets/w1
+fake_get /_fake/requests > "$T/requests.json"
+python3 - "$T/requests.json" <<'PY' && ok "apply order: CRD, Namespace, Widget" || bad "apply order"
+import json, sys
+paths = [r["path"] for r in json.load(open(sys.argv[1])) if r["method"] == "PATCH" and r["user_agent"].startswith("metalsync")]
+crd = paths.index("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")
+ns = paths.index("/api/v1/namespaces/team-a")
+w = paths.index("/apis/example.com/v1/namespaces/team-a/widgets/w1")
+assert crd < ns < w, paths
+PY
+ms objects -o json > "$T/objects.json" || true
+python3 -c "import json,sys; o=json.load(open('$T/objects.json'))['objects']; sys.exit(0 if len(o)==11 and all(x['state']=='in-sync' for x in o) else 1)" 2>/dev/null &&
+  ok "metalsync objects: 11 objects in sync" || { sleep 3; ms objects || true; bad "objects: $(head -c 600 "$T/objects.json")"; }
+
 # --- delete: the cluster leaves Git; the Cluster goes first, the rest after it is gone
-git -C "$T/repo" rm -rq clusters
+git -C "$T/repo" rm -rq clusters extra
 commit "retire baremetal-cluster"
 wait_json "deleting: metalsync cluster reports the teardown in progress" 60 \
   "j['cluster']['deleting']==True" ms cluster baremetal-cluster -o json
@@ -221,7 +264,7 @@ ms events --limit 300 -o json > "$T/events.json" || true
 python3 - "$T/events.json" <<'PY' && ok "events: applied, pruned, cluster status" || bad "events: $(head -c 800 "$T/events.json")"
 import json, sys
 names = {e["name"] for e in json.load(open(sys.argv[1]))["events"]}
-for n in ("kube.object.applied", "kube.object.pruned", "kube.cluster.status"):
+for n in ("kube.object.applied", "kube.object.pruned", "kube.object.deleted", "kube.cluster.status"):
     assert n in names, (n, names)
 PY
 
