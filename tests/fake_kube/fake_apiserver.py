@@ -15,7 +15,10 @@ Usage:
       [--token TOKEN] [--crd-establish-delay SECONDS] [--request-log FILE]
 
 Test-only endpoints (never authenticated): GET /_fake/requests,
-POST /_fake/reset-requests, GET /_fake/objects.
+POST /_fake/reset-requests, GET /_fake/objects; and fault injection:
+POST /_fake/inject {"method": "PATCH", "path": "/apis/...", "code": 429|500|503|504,
+"retryAfterSeconds": 1, "delaySeconds": 2.5, "count": 1 (-1: until reset)}, where
+"path" is a prefix, code 0 only delays; POST /_fake/reset-injections.
 """
 
 import argparse
@@ -649,9 +652,8 @@ class Store:
         return obj
 
     def output(self, res, version, obj):
-        out = copy.deepcopy(obj)
-        out["apiVersion"] = res.api_version(version)
-        out["kind"] = res.kind
+        out = {"apiVersion": res.api_version(version), "kind": res.kind}
+        out.update((k, copy.deepcopy(v)) for k, v in obj.items() if k not in ("apiVersion", "kind"))
         return out
 
     # --- defaulting and validation (the parts of built-in strategies that matter)
@@ -1640,6 +1642,7 @@ class Server(ThreadingHTTPServer):
         self.tls = tls
         self.requests = []
         self.requests_lock = threading.Lock()
+        self.injections = []  # fault rules from POST /_fake/inject, under requests_lock
         self.request_log = open(args.request_log, "a", buffering=1) if args.request_log else None
 
     def finish_request(self, request, client_address):
@@ -1741,9 +1744,13 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.read_body()
         ctype = self.headers.get("Content-Type", "")
         if path.startswith("/_fake/"):
+            self.fake_body = raw
             return self.fake_endpoint(path)
         self.record(path, query, ctype, raw)
         try:
+            rule = self.injected(path)
+            if rule is not None and self.apply_injection(rule):
+                return
             if path in ("/healthz", "/readyz", "/livez") or path.startswith(("/healthz/", "/readyz/", "/livez/")):
                 data = b"ok"
                 self.send_response(200)
@@ -1802,7 +1809,63 @@ class Handler(BaseHTTPRequestHandler):
                 out = [st.output(st.resources[k], st.resources[k].storage_version, o)
                        for k, objs in st.objects.items() for o in objs.values()]
             return self.send_json(200, out)
+        if path == "/_fake/inject" and self.command == "POST":
+            try:
+                rule = json.loads(self.fake_body or b"{}")
+                assert isinstance(rule, dict)
+            except (ValueError, AssertionError):
+                return self.send_json(400, {"error": "body: a JSON object"})
+            rule.setdefault("count", 1)
+            with self.server.requests_lock:
+                self.server.injections.append(rule)
+            return self.send_json(200, {"ok": True})
+        if path == "/_fake/reset-injections" and self.command == "POST":
+            with self.server.requests_lock:
+                self.server.injections.clear()
+            return self.send_json(200, {"ok": True})
         return self.send_json(404, {"error": "unknown test endpoint"})
+
+    def injected(self, path):
+        """The first matching fault rule, used up by one (count -1: forever)."""
+        with self.server.requests_lock:
+            for rule in self.server.injections:
+                if rule.get("method") and rule["method"] != self.command:
+                    continue
+                if rule.get("path") and not path.startswith(rule["path"]):
+                    continue
+                if rule["count"] > 0:
+                    rule["count"] -= 1
+                    if rule["count"] == 0:
+                        self.server.injections.remove(rule)
+                return dict(rule)
+        return None
+
+    def apply_injection(self, rule):
+        """Delay, then answer with the rule's error like a real server would, or go on (code 0)."""
+        if rule.get("delaySeconds"):
+            time.sleep(float(rule["delaySeconds"]))
+        code = int(rule.get("code", 0))
+        if not code:
+            return False
+        reasons = {429: ("TooManyRequests", "Too many requests, please try again later."),
+                   500: ("InternalError", "Internal error occurred: injected by the fake"),
+                   503: ("ServiceUnavailable", "the server is currently unable to handle the request"),
+                   504: ("Timeout", "the server was unable to return a response in the time allotted, but may "
+                                    "still be processing the request")}
+        reason, message = reasons.get(code, ("InternalError", "injected error %d" % code))
+        body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": rule.get("message", message), "reason": reason, "code": code}
+        if rule.get("retryAfterSeconds") is not None:
+            body["details"] = {"retryAfterSeconds": int(rule["retryAfterSeconds"])}
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if rule.get("retryAfterSeconds") is not None:
+            self.send_header("Retry-After", str(int(rule["retryAfterSeconds"])))
+        self.end_headers()
+        self.wfile.write(data)
+        return True
 
     # --- routing --------------------------------------------------------------
     def route(self, path, query, ctype, raw):

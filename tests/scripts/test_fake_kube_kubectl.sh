@@ -381,6 +381,15 @@ expect "http: kubectl reaches the fake" 0 "Kubernetes control plane is running a
 To further debug and diagnose cluster problems, use 'kubectl cluster-info dump'." cluster-info
 run_suite http "$base"
 
+# Injected faults look like a real server's: client-go waits out a 429's
+# Retry-After and retries; a 500 reaches the user as the server's message.
+inject() { "$python" -c "import sys,urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/_fake/inject', data=sys.argv[2].encode(), method='POST'))" "$base" "$1"; }
+inject '{"method": "GET", "path": "/api/v1/namespaces/default/configmaps", "code": 429, "retryAfterSeconds": 1}'
+expect "http: kubectl retries after a 429 with Retry-After" 0 "configmap/cm-a" get configmap cm-a -o name
+inject '{"method": "GET", "path": "/api/v1/namespaces/default/configmaps", "code": 500}'
+expect "http: a 500 shows the server's Status message" 1 \
+    "Error from server (InternalError): Internal error occurred: injected by the fake" get configmap cm-a -o name
+
 # ---------------------------------------------------------------------------
 # The Cluster API simulation (capi_sim.py) against the same server: the seed
 # converges, a version change rolls the control plane one machine at a time,
