@@ -167,6 +167,8 @@ namespace metalsync {
 class DaemonMetrics {
 public:
     explicit DaemonMetrics(std::string version, double start_time_seconds);
+    DaemonMetrics(const DaemonMetrics&) = delete;
+    DaemonMetrics& operator=(const DaemonMetrics&) = delete;
 
     // One tick that observed Ironic and planned (poll + observe + plan + submit).
     void reconcile_finished(double seconds);

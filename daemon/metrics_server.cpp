@@ -247,7 +247,7 @@ std::expected<void, std::string> MetricsServer::rebind(const std::string& listen
     }
     int error_number = 0;
     auto fd = open_listener(listen, error_number);
-    if (!fd && error_number == EADDRINUSE) {
+    if (!fd && error_number == EADDRINUSE && parse_listen_address(listen)->port == m_port) {
         // Perhaps in use by ourselves (same port, 127.0.0.1 -> 0.0.0.0):
         // let go of the old socket and try again, falling back to it.
         std::string old = m_listen;
