@@ -95,7 +95,9 @@ for script in postinst prerm postrm; do
 done
 
 # --- contents ------------------------------------------------------------------
-dpkg-deb -c "$pkg" | awk '{ print $6 }' | sed 's|/$||' > "$T/contents"
+# (Outputs go to files first: grep -q closing a pipe early fails the pipeline under pipefail.)
+dpkg-deb -c "$pkg" > "$T/listing"
+awk '{ print $6 }' "$T/listing" | sed 's|/$||' > "$T/contents"
 for path in ./usr/bin/metalsync ./lib/systemd/system/metalsync.service ./usr/lib/sysusers.d/metalsync.conf \
             ./usr/lib/tmpfiles.d/metalsync.conf ./etc/metalsync/metalsync.yaml \
             ./usr/share/metalsync/schemas/node.schema.json ./usr/share/metalsync/schemas/nodeclass.schema.json \
@@ -107,34 +109,34 @@ done
 stray=$(grep -v -e '^\./usr/bin\(/metalsync\)\{0,1\}$' -e '^\./usr/share' -e '^\./usr/lib/\(sysusers\|tmpfiles\)\.d' \
             -e '^\./lib/systemd/system' -e '^\./etc/metalsync' -e '^\.$' -e '^\./\(usr\|lib\|etc\|usr/lib\|lib/systemd\)\{0,1\}$' "$T/contents" || true)
 [ -z "$stray" ] && ok "nothing else (no test or bench binaries, nothing under /usr/local)" || bad "unexpected files: $stray"
-dpkg-deb -c "$pkg" | grep -q ' \./usr/bin/metalsync$' && dpkg-deb -c "$pkg" | grep ' \./usr/bin/metalsync$' | grep -q '^-rwxr-xr-x root/root' &&
-    ok "/usr/bin/metalsync -rwxr-xr-x root/root" || bad "/usr/bin/metalsync mode: $(dpkg-deb -c "$pkg" | grep 'usr/bin/metalsync')"
+grep ' \./usr/bin/metalsync$' "$T/listing" | grep -q '^-rwxr-xr-x root/root ' &&
+    ok "/usr/bin/metalsync -rwxr-xr-x root/root" || bad "/usr/bin/metalsync mode: $(grep 'usr/bin/metalsync' "$T/listing")"
 
 # --- what is inside: the man page and --help agree -----------------------------
 mkdir -p "$T/root"
 dpkg-deb -x "$pkg" "$T/root"
-man_src=$(zcat "$T/root/usr/share/man/man1/metalsync.1.gz")
+zcat "$T/root/usr/share/man/man1/metalsync.1.gz" > "$T/man.roff"
 subs=$("$bin" --help | awk '/^[A-Za-z]+:$/ { s = $0; next } s == "Subcommands:" && /^  [a-z]/ { print $1 }')
 missing=""
 for sub in $subs; do
-    printf '%s\n' "$man_src" | grep -qx ".SS \"metalsync $sub\"" || missing+=" $sub"
+    grep -qx ".SS \"metalsync $sub\"" "$T/man.roff" || missing+=" $sub"
 done
 [ -z "$missing" ] && ok "man page has a section for every subcommand of --help" || bad "man page lacks:$missing"
 missing=""
 for section in NAME SYNOPSIS DESCRIPTION COMMANDS FILES ENVIRONMENT "SEE ALSO"; do
-    printf '%s\n' "$man_src" | grep -q "^\.SH \"\{0,1\}$section\"\{0,1\}$" || missing+=" $section"
+    grep -q "^\.SH \"\{0,1\}$section\"\{0,1\}$" "$T/man.roff" || missing+=" $section"
 done
 [ -z "$missing" ] && ok "man page sections NAME ... SEE ALSO" || bad "man page lacks sections:$missing"
-rendered=$(MANWIDTH=100 man -l "$T/root/usr/share/man/man1/metalsync.1.gz" 2>"$T/man.err" | col -bx)
-printf '%s\n' "$rendered" | grep -q 'Control socket of the daemon (env METALSYNC_SOCKET)' &&
-    printf '%s\n' "$rendered" | grep -q '/run/metalsync/metalsync.sock' &&
-    ok "man -l renders, with the subcommands' option help" || bad "man -l output: $(printf '%s\n' "$rendered" | head -20)"
+MANWIDTH=100 man -l "$T/root/usr/share/man/man1/metalsync.1.gz" 2>"$T/man.err" | col -bx > "$T/man.rendered" || true
+grep -q 'Control socket of the daemon (env METALSYNC_SOCKET)' "$T/man.rendered" &&
+    grep -q '/run/metalsync/metalsync.sock' "$T/man.rendered" &&
+    ok "man -l renders, with the subcommands' option help" || bad "man -l output: $(head -20 "$T/man.rendered")"
 warnings=$(zcat "$T/root/usr/share/man/man1/metalsync.1.gz" | groff -man -ww -z -Tutf8 2>&1 || true)
 [ -z "$warnings" ] && ok "groff -ww: no warnings" || bad "groff warnings: $warnings"
 # Every line of every subcommand's --help is in the rendered man page, as the
 # binary prints it (run as `metalsync`, so Usage: lines name it so).
 bindir=$(dirname "$bin")
-printf '%s\n' "$rendered" | sed 's/^[[:space:]]*//' > "$T/man.txt"
+sed 's/^[[:space:]]*//' "$T/man.rendered" > "$T/man.txt"
 missing=""
 for sub in $subs; do
     while IFS= read -r line; do
@@ -181,7 +183,8 @@ dpkg-query -W -f='${Conffiles}\n' metalsync | grep -q '^ /etc/metalsync/metalsyn
     ok "dpkg records /etc/metalsync/metalsync.yaml as a conffile" || bad "conffiles: $(dpkg-query -W -f='${Conffiles}' metalsync)"
 [ "$(man -w metalsync 2>/dev/null)" = /usr/share/man/man1/metalsync.1.gz ] && ok "man -w metalsync finds the page" ||
     bad "man -w metalsync: $(man -w metalsync 2>&1)"
-MANWIDTH=100 man metalsync 2>/dev/null | col -b | grep -q 'metalsync node' && ok "man metalsync renders" || bad "man metalsync"
+MANWIDTH=100 man metalsync 2>"$T/man.err" | col -bx > "$T/man.installed" || true
+grep -q 'metalsync node' "$T/man.installed" && ok "man metalsync renders" || bad "man metalsync: $(head -c 300 "$T/man.err")"
 [ "$(bash -c 'source /usr/share/bash-completion/completions/metalsync; COMP_WORDS=(metalsync sta); COMP_CWORD=1; _metalsync; echo "${COMPREPLY[*]}"')" = status ] &&
     ok "installed completion completes 'metalsync sta' with the installed binary" || bad "installed completion"
 
