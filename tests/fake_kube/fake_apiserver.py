@@ -31,9 +31,7 @@ import random
 import re
 import select
 import signal
-import socket
 import ssl
-import string
 import sys
 import threading
 import time
@@ -1114,8 +1112,7 @@ class Store:
                 if "orphan" not in finalizers and self.dependents(obj):
                     finalizers.append("orphan")
             if res.resource == "namespaces" or res.resource == "customresourcedefinitions":
-                if res.resource == "namespaces" and "kubernetes" not in (obj.get("spec") or {}).get("finalizers", []):
-                    pass
+                # Terminating first; the namespace and CRD "controllers" below finish the job.
                 if not obj["metadata"].get("deletionTimestamp"):
                     new = copy.deepcopy(obj)
                     new["metadata"]["deletionTimestamp"] = now_rfc3339()
@@ -1541,7 +1538,6 @@ def table_for(res, objs, list_rv, include_object):
     elif res.resource == "customresourcedefinitions":
         cols += [{"name": "Created At", "type": "date", "format": "", "description": "", "priority": 0}]
         extract += [lambda o: o["metadata"].get("creationTimestamp", "")]
-        cols = cols[:1] + cols[1:]
     if res.printer_columns and not res.builtin:
         for c in res.printer_columns:
             cols.append({"name": c.get("name", ""), "type": c.get("type", "string"), "format": c.get("format", ""),
