@@ -50,7 +50,10 @@ std::size_t utf8_sequence(std::string_view text, std::size_t pos)
     return len;
 }
 
-void append(spdlog::memory_buf_t& dest, std::string_view text) { dest.append(text.data(), text.data() + text.size()); }
+void append(spdlog::memory_buf_t& dest, std::string_view text)
+{
+    dest.append(text.data(), text.data() + text.size());
+}
 
 void append_json_escaped(spdlog::memory_buf_t& dest, std::string_view text)
 {
@@ -69,13 +72,27 @@ void append_json_escaped(spdlog::memory_buf_t& dest, std::string_view text)
             continue;
         }
         switch (c) {
-        case '"': append(dest, "\\\""); break;
-        case '\\': append(dest, "\\\\"); break;
-        case '\n': append(dest, "\\n"); break;
-        case '\r': append(dest, "\\r"); break;
-        case '\t': append(dest, "\\t"); break;
-        case '\b': append(dest, "\\b"); break;
-        case '\f': append(dest, "\\f"); break;
+        case '"':
+            append(dest, "\\\"");
+            break;
+        case '\\':
+            append(dest, "\\\\");
+            break;
+        case '\n':
+            append(dest, "\\n");
+            break;
+        case '\r':
+            append(dest, "\\r");
+            break;
+        case '\t':
+            append(dest, "\\t");
+            break;
+        case '\b':
+            append(dest, "\\b");
+            break;
+        case '\f':
+            append(dest, "\\f");
+            break;
         default:
             if (c < 0x20 || c == 0x7f) {
                 const char u[] = {'\\', 'u', '0', '0', k_hex[c >> 4], k_hex[c & 0xf]};
@@ -120,12 +137,18 @@ const char* journal_priority(spdlog::level::level_enum level)
 {
     switch (level) {
     case spdlog::level::trace:
-    case spdlog::level::debug: return "<7>";
-    case spdlog::level::info: return "<6>";
-    case spdlog::level::warn: return "<4>";
-    case spdlog::level::err: return "<3>";
-    case spdlog::level::critical: return "<2>";
-    default: return "<6>";
+    case spdlog::level::debug:
+        return "<7>";
+    case spdlog::level::info:
+        return "<6>";
+    case spdlog::level::warn:
+        return "<4>";
+    case spdlog::level::err:
+        return "<3>";
+    case spdlog::level::critical:
+        return "<2>";
+    default:
+        return "<6>";
     }
 }
 
@@ -142,9 +165,9 @@ void append_time(spdlog::memory_buf_t& dest, spdlog::log_clock::time_point time,
         ::localtime_r(&t, &tm);
     }
     std::array<char, 48> buf{};
-    int n = std::snprintf(buf.data(), buf.size(), utc_iso ? "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" : "%04d-%02d-%02d %02d:%02d:%02d.%03d",
-                          tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                          static_cast<int>(millis));
+    int n = std::snprintf(
+        buf.data(), buf.size(), utc_iso ? "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" : "%04d-%02d-%02d %02d:%02d:%02d.%03d",
+        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(millis));
     if (n > 0) {
         dest.append(buf.data(), buf.data() + std::min<std::size_t>(static_cast<std::size_t>(n), buf.size() - 1));
     }
@@ -200,7 +223,10 @@ const std::vector<std::string>& log_level_names()
     return names;
 }
 
-bool valid_log_level(std::string_view level) { return parse_log_level(level).has_value(); }
+bool valid_log_level(std::string_view level)
+{
+    return parse_log_level(level).has_value();
+}
 
 std::optional<spdlog::level::level_enum> parse_log_level(std::string_view level)
 {

@@ -13,7 +13,7 @@ namespace metalsync::metrics {
 namespace detail {
 
 struct Series {
-    std::atomic<double> value{0};  // counter, gauge
+    std::atomic<double> value{0}; // counter, gauge
     // Histogram: one count per bucket (not cumulative; render adds them up),
     // the last one for values above every bound.
     std::shared_ptr<const std::vector<double>> bounds;
@@ -188,9 +188,12 @@ void append_uint(std::string& out, std::uint64_t value)
 const char* type_name(MetricType type)
 {
     switch (type) {
-    case MetricType::counter: return "counter";
-    case MetricType::gauge: return "gauge";
-    case MetricType::histogram: return "histogram";
+    case MetricType::counter:
+        return "counter";
+    case MetricType::gauge:
+        return "gauge";
+    case MetricType::histogram:
+        return "histogram";
     }
     return "untyped";
 }
@@ -207,8 +210,8 @@ bool valid_metric_name(std::string_view name)
     if (name.empty()) return false;
     for (std::size_t i = 0; i < name.size(); ++i) {
         char c = name[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
-                  (i > 0 && c >= '0' && c <= '9');
+        bool ok =
+            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' || (i > 0 && c >= '0' && c <= '9');
         if (!ok) return false;
     }
     return true;
@@ -326,7 +329,10 @@ void Counter::inc(double amount) const
     atomic_add(m_series->value, amount);
 }
 
-double Counter::value() const { return m_series ? m_series->value.load(std::memory_order_relaxed) : 0; }
+double Counter::value() const
+{
+    return m_series ? m_series->value.load(std::memory_order_relaxed) : 0;
+}
 
 void Gauge::set(double value) const
 {
@@ -338,7 +344,10 @@ void Gauge::inc(double amount) const
     if (m_series) atomic_add(m_series->value, amount);
 }
 
-double Gauge::value() const { return m_series ? m_series->value.load(std::memory_order_relaxed) : 0; }
+double Gauge::value() const
+{
+    return m_series ? m_series->value.load(std::memory_order_relaxed) : 0;
+}
 
 void Histogram::observe(double value) const
 {
@@ -359,15 +368,30 @@ std::uint64_t Histogram::count() const
     return total;
 }
 
-double Histogram::sum() const { return m_series ? m_series->sum.load(std::memory_order_relaxed) : 0; }
+double Histogram::sum() const
+{
+    return m_series ? m_series->sum.load(std::memory_order_relaxed) : 0;
+}
 
-Counter CounterFamily::labels(const LabelValues& values) { return Counter(m_family.child(values)); }
+Counter CounterFamily::labels(const LabelValues& values)
+{
+    return Counter(m_family.child(values));
+}
 
-Gauge GaugeFamily::labels(const LabelValues& values) { return Gauge(m_family.child(values)); }
+Gauge GaugeFamily::labels(const LabelValues& values)
+{
+    return Gauge(m_family.child(values));
+}
 
-void GaugeFamily::replace(const std::map<LabelValues, double>& values) { m_family.replace_gauges(values); }
+void GaugeFamily::replace(const std::map<LabelValues, double>& values)
+{
+    m_family.replace_gauges(values);
+}
 
-Histogram HistogramFamily::labels(const LabelValues& values) { return Histogram(m_family.child(values)); }
+Histogram HistogramFamily::labels(const LabelValues& values)
+{
+    return Histogram(m_family.child(values));
+}
 
 Registry::Registry() = default;
 Registry::~Registry() = default;
@@ -477,8 +501,8 @@ using metrics::LabelValues;
 const std::vector<double> k_reconcile_buckets{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
 const std::vector<double> k_fetch_buckets{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
 
-constexpr std::array<std::string_view, 9> k_action_outcomes{"success", "validation", "locked", "unavailable",
-                                                            "credentials", "not-found", "conflict", "internal", "error"};
+constexpr std::array<std::string_view, 9> k_action_outcomes{
+    "success", "validation", "locked", "unavailable", "credentials", "not-found", "conflict", "internal", "error"};
 // Limits the executor names in NodeWait::waiting_on and ExecutorStats::saturated.
 constexpr std::array<std::string_view, 5> k_wait_limits{"ironicQPS", "maxProvisioning", "perBMC", "workers", "node"};
 constexpr std::array<std::string_view, 3> k_saturable_limits{"ironicQPS", "maxProvisioning", "perBMC"};
@@ -504,9 +528,8 @@ DaemonMetrics::DaemonMetrics(std::string version, double start_time_seconds)
                                             "Nodes by reconcile condition at the last plan.", {"condition"})),
       m_queue_waiting(m_registry.gauge("metalsync_queue_waiting",
                                        "Queued actions held back, by the limit that holds them.", {"limit"})),
-      m_limit_saturated(m_registry.gauge("metalsync_limit_saturated",
-                                         "1 when the limit held an action back at the executor's last pick.",
-                                         {"limit"})),
+      m_limit_saturated(m_registry.gauge(
+          "metalsync_limit_saturated", "1 when the limit held an action back at the executor's last pick.", {"limit"})),
       m_ironic_requests(m_registry.counter("metalsync_ironic_requests_total",
                                            "Calls to Ironic, by outcome (success or error type).", {"outcome"})),
       m_kube_apply(m_registry.counter("metalsync_kube_apply_total",
@@ -521,13 +544,13 @@ DaemonMetrics::DaemonMetrics(std::string version, double start_time_seconds)
         .set(start_time_seconds);
     m_ready = m_registry.gauge("metalsync_ready", "1 once a revision is in force (systemd READY=1).").get();
     m_suspended = m_registry.gauge("metalsync_suspended", "1 while the daemon is suspended by an operator.").get();
-    m_reconciles = m_registry.counter("metalsync_reconcile_total", "Reconcile ticks that observed Ironic and planned.")
-                       .get();
-    m_reconcile_duration = m_registry
-                               .histogram("metalsync_reconcile_duration_seconds",
-                                          "Duration of a reconcile tick (poll, observe, plan, submit).",
-                                          k_reconcile_buckets)
-                               .get();
+    m_reconciles =
+        m_registry.counter("metalsync_reconcile_total", "Reconcile ticks that observed Ironic and planned.").get();
+    m_reconcile_duration =
+        m_registry
+            .histogram("metalsync_reconcile_duration_seconds",
+                       "Duration of a reconcile tick (poll, observe, plan, submit).", k_reconcile_buckets)
+            .get();
     m_queue_depth = m_registry.gauge("metalsync_queue_depth", "Actions queued in the executor, not started.").get();
     m_actions_running = m_registry.gauge("metalsync_actions_running", "Actions running on executor workers.").get();
     m_nodes_provisioning = m_registry
@@ -542,11 +565,11 @@ DaemonMetrics::DaemonMetrics(std::string version, double start_time_seconds)
                           .gauge("metalsync_git_last_poll_timestamp_seconds",
                                  "When Git was last polled, successfully or not, in unix seconds (0: never).")
                           .get();
-    m_git_fetch_duration = m_registry
-                               .histogram("metalsync_git_fetch_duration_seconds",
-                                          "Duration of a Git poll (ls-remote, and fetch when the tip moved).",
-                                          k_fetch_buckets)
-                               .get();
+    m_git_fetch_duration =
+        m_registry
+            .histogram("metalsync_git_fetch_duration_seconds",
+                       "Duration of a Git poll (ls-remote, and fetch when the tip moved).", k_fetch_buckets)
+            .get();
     m_git_polls = m_registry.counter("metalsync_git_polls_total", "Git polls, successful or not.").get();
     m_git_failures = m_registry.counter("metalsync_git_poll_failures_total", "Git polls that failed.").get();
     auto revisions = m_registry.counter("metalsync_revisions_total",
@@ -592,9 +615,9 @@ void DaemonMetrics::set_nodes_by_state(const std::map<std::string, int>& counts)
 void DaemonMetrics::set_nodes_by_condition(const std::map<std::string, int>& counts)
 {
     auto values = one_label(counts);
-    for (auto condition : {NodeCondition::at_goal, NodeCondition::progressing, NodeCondition::waiting,
-                           NodeCondition::failed, NodeCondition::orphaned, NodeCondition::held,
-                           NodeCondition::maintenance}) {
+    for (auto condition :
+         {NodeCondition::at_goal, NodeCondition::progressing, NodeCondition::waiting, NodeCondition::failed,
+          NodeCondition::orphaned, NodeCondition::held, NodeCondition::maintenance}) {
         values.try_emplace(LabelValues{to_string(condition)}, 0);
     }
     m_nodes_by_condition.replace(values);
@@ -651,9 +674,15 @@ void DaemonMetrics::git_poll(bool ok, double fetch_seconds, double now)
     }
 }
 
-void DaemonMetrics::revision(bool accepted) { (accepted ? m_revisions_accepted : m_revisions_rejected).inc(); }
+void DaemonMetrics::revision(bool accepted)
+{
+    (accepted ? m_revisions_accepted : m_revisions_rejected).inc();
+}
 
-void DaemonMetrics::ironic_request(std::string_view outcome) { m_ironic_requests.labels({std::string(outcome)}).inc(); }
+void DaemonMetrics::ironic_request(std::string_view outcome)
+{
+    m_ironic_requests.labels({std::string(outcome)}).inc();
+}
 
 void DaemonMetrics::observe_finished(bool ok, double seconds)
 {
@@ -661,16 +690,25 @@ void DaemonMetrics::observe_finished(bool ok, double seconds)
     if (!ok) m_observe_failures.inc();
 }
 
-void DaemonMetrics::kube_apply(std::string_view outcome) { m_kube_apply.labels({std::string(outcome)}).inc(); }
+void DaemonMetrics::kube_apply(std::string_view outcome)
+{
+    m_kube_apply.labels({std::string(outcome)}).inc();
+}
 
 void DaemonMetrics::set_kube_objects(const std::map<std::string, int>& by_state)
 {
     m_kube_objects.replace(one_label(by_state));
 }
 
-void DaemonMetrics::set_ready(bool ready) { m_ready.set(ready ? 1 : 0); }
+void DaemonMetrics::set_ready(bool ready)
+{
+    m_ready.set(ready ? 1 : 0);
+}
 
-void DaemonMetrics::set_suspended(bool suspended) { m_suspended.set(suspended ? 1 : 0); }
+void DaemonMetrics::set_suspended(bool suspended)
+{
+    m_suspended.set(suspended ? 1 : 0);
+}
 
 std::string DaemonMetrics::action_outcome(const ActionResult& result)
 {

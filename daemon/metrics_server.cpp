@@ -31,7 +31,10 @@ constexpr std::chrono::milliseconds k_linger{250};
 constexpr std::size_t k_linger_bytes = 1024 * 1024;
 constexpr int k_accepts_per_wakeup = 16;
 
-std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
+std::string errno_text(int err)
+{
+    return std::error_code(err, std::generic_category()).message();
+}
 
 struct Connection {
     enum class State { reading, writing, draining };
@@ -64,7 +67,8 @@ std::string response(int status, std::string_view reason, std::string_view conte
 std::string plain(int status, std::string_view reason, std::string_view extra_headers = {})
 {
     std::string body(reason);
-    for (auto& c : body) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (auto& c : body)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return response(status, reason, "text/plain; charset=utf-8", body + "\n", false, extra_headers);
 }
 
@@ -131,7 +135,10 @@ MetricsServer::MetricsServer(std::string listen, Render render, MetricsServerOpt
     m_options.max_connections = std::max<std::size_t>(1, m_options.max_connections);
 }
 
-MetricsServer::~MetricsServer() { stop(); }
+MetricsServer::~MetricsServer()
+{
+    stop();
+}
 
 std::expected<int, std::string> MetricsServer::open_listener(const std::string& listen, int& error_number) const
 {
@@ -170,7 +177,8 @@ std::expected<int, std::string> MetricsServer::open_listener(const std::string& 
         ::close(fd);
         std::string why = errno_text(error_number);
         if (error_number == EADDRINUSE) {
-            why = "address already in use (another process, or another metalsync, listens there; change metrics.listen)";
+            why =
+                "address already in use (another process, or another metalsync, listens there; change metrics.listen)";
         } else if (error_number == EADDRNOTAVAIL) {
             why = "no such address on this host";
         } else if (error_number == EACCES) {
@@ -340,7 +348,7 @@ void MetricsServer::serve_loop()
         answer(c, response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", body, head_only), extra_data);
     };
 
-    auto on_readable = [&](Connection& c) -> bool {  // false: close it
+    auto on_readable = [&](Connection& c) -> bool { // false: close it
         char chunk[4096];
         while (true) {
             ssize_t n = ::recv(c.fd, chunk, sizeof chunk, 0);
@@ -365,7 +373,7 @@ void MetricsServer::serve_loop()
                 continue;
             }
             if (c.state != Connection::State::reading) {
-                continue;  // more after the request: ignored (one request per connection)
+                continue; // more after the request: ignored (one request per connection)
             }
             c.in.append(chunk, static_cast<std::size_t>(n));
             auto end = head_end(c.in);
@@ -445,7 +453,7 @@ void MetricsServer::serve_loop()
             } else {
                 keep = on_readable(c);
                 if (keep && c.state == Connection::State::writing) {
-                    keep = on_writable(c);  // usually the whole response fits in the socket buffer
+                    keep = on_writable(c); // usually the whole response fits in the socket buffer
                 }
             }
             if (!keep) finished.push_back(&c);
@@ -472,9 +480,8 @@ void MetricsServer::serve_loop()
             if (connections.size() >= m_options.max_connections) {
                 // Full: the oldest connection still sending its request goes
                 // (a slow client), else the oldest of all.
-                auto victim = std::find_if(connections.begin(), connections.end(), [](const Connection& c) {
-                    return c.state == Connection::State::reading;
-                });
+                auto victim = std::find_if(connections.begin(), connections.end(),
+                                           [](const Connection& c) { return c.state == Connection::State::reading; });
                 close_connection(victim != connections.end() ? victim : connections.begin());
             }
             Connection c;

@@ -37,7 +37,7 @@ struct MetricsServerOptions {
 };
 
 struct ListenAddress {
-    std::string host;  // as written, without brackets: "127.0.0.1", "::1", "localhost"
+    std::string host; // as written, without brackets: "127.0.0.1", "::1", "localhost"
     std::uint16_t port = 0;
     // "127.0.0.1:9460", "[::1]:9460"
     [[nodiscard]] std::string text() const;
