@@ -2065,6 +2065,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(201 if created else 200, st.output(res, version, obj))
             kinds = {"application/merge-patch+json": "merge", "application/strategic-merge-patch+json": "merge",
                      "application/json-patch+json": "json"}
+            if ct == "application/strategic-merge-patch+json" and not res.builtin:
+                # Custom resources have no patch strategies: a real server refuses.
+                ct = "unsupported"
             if ct not in kinds:
                 raise ApiError(415, "UnsupportedMediaType",
                                "the body of the request was in an unknown format - accepted media types include: "

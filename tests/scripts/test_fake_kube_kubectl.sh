@@ -227,6 +227,13 @@ PY
         get configmaps --chunk-size=1 -o name
     expect "$run: json patch" 0 "configmap/cm-a patched" \
         patch configmap cm-a --type json -p '[{"op":"replace","path":"/data/num","value":"A"},{"op":"add","path":"/data/more","value":"1"}]'
+    # Strategic merge patches (kubectl patch's default) work on built-in kinds;
+    # custom resources have no patch strategies and a real server refuses them.
+    expect "$run: strategic merge patch of a ConfigMap" 0 "configmap/cm-d patched" \
+        patch configmap cm-d -p '{"data":{"extra":"1"}}'
+    expect "$run: strategic merge patch of a custom resource is refused (415)" 1 \
+        "error: application/strategic-merge-patch+json is not supported by cluster.x-k8s.io/v1beta1, Kind=Cluster: the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml" \
+        patch cluster/baremetal-cluster -p '{"spec":{"paused":true}}'
     [ "$(jp configmap/cm-a '{.data.num}{.data.more}')" = A1 ] && ok "$run: json patch applied" || bad "$run: json patch: $(jp configmap/cm-a '{.data}')"
     # An update with a stale resourceVersion conflicts, with the real message.
     kubectl get configmap cm-b -o yaml >"$T/cm-b.yaml"
