@@ -30,6 +30,9 @@
 #include "daemon/executor.hpp"
 #include "daemon/kube_commands.hpp"
 #include "daemon/kube_worker.hpp"
+#include "daemon/logging.hpp"
+#include "daemon/metrics.hpp"
+#include "daemon/metrics_server.hpp"
 #include "daemon/revision_intake.hpp"
 #include "reconcilers/credentials.hpp"
 #include "reconcilers/ironic/ironic_client.hpp"
@@ -46,22 +49,6 @@ namespace {
 double unix_now()
 {
     return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-void setup_logging(const std::string& format, const std::string& level)
-{
-    auto logger = spdlog::stderr_logger_mt("metalsync");
-    spdlog::set_default_logger(logger);
-    bool journald = std::getenv("JOURNAL_STREAM") != nullptr;
-    if (format == "json") {
-        logger->set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","message":"%v"})");
-    } else if (journald) {
-        logger->set_pattern("%l: %v");  // journald adds the time
-    } else {
-        logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %l: %v");
-    }
-    logger->set_level(spdlog::level::from_str(level));
-    logger->flush_on(spdlog::level::info);
 }
 
 std::optional<IronicConnection> ironic_connection(const DaemonConfig& cfg, std::string& error)
@@ -157,6 +144,7 @@ private:
     void plan_and_submit(double now);
     void record_completions(double now);
     void request_wakeup();
+    void update_gauges();
     void wait_next_tick(std::chrono::milliseconds max_wait);
     std::chrono::milliseconds next_poll_delay(bool failed);
     ExecutorLimits effective_limits() const;
@@ -177,6 +165,8 @@ private:
     std::string m_hmac_key;
     std::unique_ptr<Executor> m_executor;
     std::unique_ptr<KubeWorker> m_kube;
+    DaemonMetrics m_metrics{METALSYNC_VERSION, unix_now()};
+    std::unique_ptr<MetricsServer> m_metrics_server;
     std::map<std::string, NodeStatus> m_status;  // node_status rows, cached
     ObservedState m_observed;
 
@@ -290,7 +280,11 @@ NodeStatus Daemon::status_of(const std::string& name)
 
 void Daemon::poll_git(double now)
 {
+    const auto started = std::chrono::steady_clock::now();
     auto result = m_intake->poll(now);
+    m_metrics.git_poll(result.polled_ok, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+                       now);
+    if (result.new_revision) m_metrics.revision(result.accepted);
     std::lock_guard lock(m_view_mutex);
     m_view.last_poll = now;
     if (!result.polled_ok) {
@@ -317,7 +311,11 @@ void Daemon::poll_git(double now)
 
 bool Daemon::observe(double now)
 {
+    const auto started = std::chrono::steady_clock::now();
     auto observed = m_observer->observe();
+    m_metrics.observe_finished(observed.has_value(),
+                               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    m_metrics.ironic_request(observed ? "success" : (observed.error().http_status == 0 ? "unavailable" : "error"));
     if (!observed) {
         std::lock_guard lock(m_view_mutex);
         if (m_view.ironic_error != observed.error().describe()) {
@@ -478,6 +476,7 @@ void Daemon::record_completions(double now)
         const auto& a = c.item.action;
         const auto& r = c.result;
         std::string verb = to_string(a.verb);
+        m_metrics.action_finished(verb, DaemonMetrics::action_outcome(r));
         if (c.item.journal_id > 0) {
             (void)m_store->journal_finish(c.item.journal_id, r.ok ? JournalState::done : JournalState::failed,
                                           r.ok ? r.summary : r.error, now);
@@ -524,6 +523,7 @@ void Daemon::record_completions(double now)
 void Daemon::tick()
 {
     double now = unix_now();
+    const auto started = std::chrono::steady_clock::now();
     if (std::chrono::steady_clock::now() >= m_next_poll) {
         poll_git(now);
     }
@@ -537,6 +537,28 @@ void Daemon::tick()
     }
     m_executor->set_limits(effective_limits());
     plan_and_submit(now);
+    m_metrics.reconcile_finished(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    update_gauges();
+}
+
+void Daemon::update_gauges()
+{
+    std::map<std::string, int> by_state;
+    std::map<std::string, int> by_condition;
+    {
+        std::lock_guard lock(m_view_mutex);
+        for (const auto& [_, n] : m_view.nodes) {
+            by_state[n.provision_state]++;
+            by_condition[n.condition]++;
+        }
+    }
+    m_metrics.set_nodes_by_state(by_state);
+    m_metrics.set_nodes_by_condition(by_condition);
+    m_metrics.set_executor(m_executor->stats(), m_executor->waits());
+    std::map<std::string, int> kube_states;
+    for (const auto& v : m_kube->snapshot().objects) kube_states[to_string(v.state)]++;
+    m_metrics.set_kube_objects(kube_states);
+    m_metrics.set_suspended(m_suspended.load());
 }
 
 int Daemon::run()
@@ -633,7 +655,6 @@ int Daemon::run()
                 spdlog::warn("kubernetes: inventory not saved: {}", saved.error().message);
             }
         });
-    m_kube->start();
 
     // Signals: blocked in every thread, taken by one thread with sigwait and
     // turned into flags the loop reads. No logic in a handler.
@@ -645,6 +666,7 @@ int Daemon::run()
     sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     std::thread signal_thread([this, set] { signal_thread_main(set); });
+    m_kube->start();  // after the mask: every thread must block the signals sigwait takes
 
     auto connection = *m_ironic_connection;
     auto* credentials = &*m_credentials;
@@ -706,6 +728,13 @@ int Daemon::run()
         signal_thread.join();
         return 1;
     }
+    if (!m_config.metrics_listen.empty()) {
+        m_metrics_server = std::make_unique<MetricsServer>(m_config.metrics_listen, [this] { return m_metrics.render(); });
+        if (auto started = m_metrics_server->start(); !started) {
+            // Metrics are not worth refusing to reconcile for; Prometheus shows the target down.
+            spdlog::error("metrics: {} (continuing without the metrics listener)", started.error());
+        }
+    }
     spdlog::info("metalsync {} started: state {}, socket {}, git {}", METALSYNC_VERSION, m_config.state_dir.string(),
                  m_config.socket.string(), m_config.git.url);
 
@@ -720,6 +749,7 @@ int Daemon::run()
         if (!notified_ready && m_intake->current()) {
             sd_notify(0, "READY=1");
             notified_ready = true;
+            m_metrics.set_ready(true);
             std::lock_guard lock(m_view_mutex);
             m_view.ready = true;
         }
@@ -744,6 +774,7 @@ int Daemon::run()
     m_kube->stop();
     record_completions(unix_now());
     server.stop();
+    if (m_metrics_server) m_metrics_server->stop();
     kill(getpid(), SIGUSR2);
     signal_thread.join();
     spdlog::info("stopped ({} queued actions not started; they are planned again at the next start)",
@@ -778,8 +809,27 @@ ControlReply Daemon::reload_config()
     if (cfg->instance != m_config.instance) restart_needed.push_back("instance");
     m_config.kubernetes = cfg->kubernetes;
     m_kube->set_settings(kube_settings(m_config));
-    spdlog::set_level(spdlog::level::from_str(cfg->log_level));
-    std::string text = "configuration reloaded (limits, intervals, log level, kubernetes)";
+    set_log_level(cfg->log_level);
+    if (cfg->metrics_listen != m_config.metrics_listen) {
+        if (cfg->metrics_listen.empty()) {
+            if (m_metrics_server) m_metrics_server->stop();
+            m_metrics_server.reset();
+            m_config.metrics_listen.clear();
+        } else if (!m_metrics_server) {
+            auto server = std::make_unique<MetricsServer>(cfg->metrics_listen, [this] { return m_metrics.render(); });
+            if (auto started = server->start(); started) {
+                m_metrics_server = std::move(server);
+                m_config.metrics_listen = cfg->metrics_listen;
+            } else {
+                spdlog::error("metrics: {}", started.error());
+            }
+        } else if (auto moved = m_metrics_server->rebind(cfg->metrics_listen); moved) {
+            m_config.metrics_listen = cfg->metrics_listen;
+        } else {
+            spdlog::error("metrics: {} (still serving on {})", moved.error(), m_config.metrics_listen);
+        }
+    }
+    std::string text = "configuration reloaded (limits, intervals, log level, kubernetes, metrics)";
     if (!restart_needed.empty()) {
         text += "; changes to ";
         for (std::size_t i = 0; i < restart_needed.size(); ++i) {

@@ -43,6 +43,7 @@ PY
 commit() { git -C "$T/repo" add -A && git -C "$T/repo" -c user.name="Ada Operator" -c user.email=ada@example.invalid commit -qm "$1"; }
 
 endpoint=$("$src/scripts/ironic-testbed" start "$T/ironic")
+metrics_port=$(/usr/bin/python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
 secret="s3cret-BMC-$(date +%s%N)"
 mkdir -p "$T/repo/nodes" "$T/state" "$T/credentials"
 printf 'username: admin\npassword: %s\n' "$secret" > "$T/credentials/lab-bmc"
@@ -99,7 +100,7 @@ limits:
   maxProvisioning: 3
   workers: 4
 metrics:
-  listen: ""
+  listen: 127.0.0.1:$metrics_port
 CFG
 
 "$bin" daemon --check-config --config "$T/metalsync.yaml" >/dev/null && ok "daemon --check-config" || bad "daemon --check-config"
@@ -138,6 +139,37 @@ ms nodes >"$T/nodes.txt" 2>&1 && grep -q "n2" "$T/nodes.txt" && ok "nodes table"
 ms events --limit 5 >"$T/events.txt" 2>&1 && ok "events" || bad "events: $(cat "$T/events.txt")"
 rc=0; "$bin" status -s "$T/nope.sock" >/dev/null 2>&1 || rc=$?
 [ "$rc" -eq 2 ] && ok "status without a daemon exits 2" || bad "status without daemon: exit $rc"
+
+# Prometheus: scrape the daemon and parse every line strictly.
+curl -sf "http://127.0.0.1:$metrics_port/metrics" >"$T/metrics.txt" && ok "metrics scraped" || bad "metrics scrape"
+/usr/bin/python3 - "$T/metrics.txt" <<'PY' && ok "every metrics line parses; nodes, actions, git, revisions present" || bad "metrics: $(head -40 "$T/metrics.txt")"
+import re, sys
+name = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+label = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
+sample = re.compile(rf"^({name})(\{{(?:{label}(?:,{label})*)?\}})? (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$")
+types = {}
+samples = {}
+for line in open(sys.argv[1]).read().splitlines():
+    if line.startswith("# HELP "):
+        continue
+    if line.startswith("# TYPE "):
+        _, _, n, t = line.split(" ", 3)
+        assert t in ("counter", "gauge", "histogram", "summary", "untyped"), line
+        types[n] = t
+        continue
+    m = sample.match(line)
+    assert m, "unparseable line: " + line
+    family = re.sub(r"_(bucket|sum|count)$", "", m.group(1))
+    assert m.group(1) in types or family in types, "sample without TYPE: " + line
+    samples.setdefault(family, []).append((m.group(2) or "", float(m.group(3))))
+nodes = sum(v for labels, v in samples["metalsync_nodes"])
+assert nodes == 4, samples["metalsync_nodes"]
+actions = dict((l, v) for l, v in samples["metalsync_actions_total"])
+assert any('verb="deploy"' in l and 'outcome="success"' in l and v >= 1 for l, v in actions.items()), actions
+assert samples["metalsync_git_last_poll_success_timestamp_seconds"][0][1] > 1.7e9
+rev = dict(samples["metalsync_revisions_total"])
+assert rev['{status="rejected"}'] == 1 and rev['{status="accepted"}'] == 2, rev
+PY
 
 # A second daemon on the same state directory refuses to start.
 "$bin" daemon --config "$T/metalsync.yaml" >"$T/second.log" 2>&1 && bad "second daemon refused" || { grep -q "another metalsync" "$T/second.log" && ok "second daemon refused" || bad "second daemon: $(cat "$T/second.log")"; }
