@@ -93,8 +93,9 @@ ApiError kube_api_error(std::string operation, int http_status, std::string_view
 
 ApiError client_error(std::string operation, std::string message)
 {
-    // No request was sent: neither an HTTP status nor worth a retry.
-    return ApiError{0, false, false, std::move(message), std::move(operation)};
+    // Refused before sending, as the server would refuse it: 400, never
+    // retried, and not 0, which callers read as "the server is unreachable".
+    return ApiError{400, false, false, std::move(message), std::move(operation)};
 }
 
 // Secret values an error could echo back: metalsync itself never puts them in a message.
@@ -366,16 +367,36 @@ struct KubeClient::Impl {
         if (api_version.empty() || kind.empty()) {
             return std::unexpected(client_error(operation, "an object needs apiVersion and kind"));
         }
-        // A miss (or the first use): refresh once, a CRD may just have been established.
-        if (auto ok = load_group_versions(); !ok) {
-            return std::unexpected(ok.error());
+        // First use of the server or of this group version: load what is missing.
+        bool fresh_groups = false;
+        bool fresh_resources = false;
+        if (!have_group_versions) {
+            if (auto ok = load_group_versions(); !ok) {
+                return std::unexpected(ok.error());
+            }
+            fresh_groups = true;
         }
-        if (group_versions.contains(api_version)) {
+        if (group_versions.contains(api_version) && !resources.contains(api_version)) {
             if (auto ok = load_resources(api_version); !ok) {
                 return std::unexpected(ok.error());
             }
-        } else {
+            fresh_resources = true;
+        }
+        if (auto info = cached(api_version, kind)) {
+            return *info;
+        }
+        // A miss: refresh once what was not just loaded, a CRD may have been established since.
+        if (!fresh_groups) {
+            if (auto ok = load_group_versions(); !ok) {
+                return std::unexpected(ok.error());
+            }
+        }
+        if (!group_versions.contains(api_version)) {
             resources.erase(api_version);
+        } else if (!fresh_resources) {
+            if (auto ok = load_resources(api_version); !ok) {
+                return std::unexpected(ok.error());
+            }
         }
         if (auto info = cached(api_version, kind)) {
             return *info;
@@ -512,6 +533,10 @@ ApiResult<std::vector<nlohmann::json>> KubeClient::list(const std::string& api_v
     bool restarted = false;
     for (int page = 0; page < k_max_pages; ++page) {
         auto doc = m_impl->call_json("GET", next.empty() ? base : base + "&continue=" + url_escape(next), operation);
+        if (!doc && doc.error().http_status == 404) {
+            // The kind is no longer served (its CRD deleted): ask discovery again next time.
+            m_impl->resources.erase(api_version);
+        }
         if (!doc) {
             if (doc.error().http_status == 410 && !next.empty() && !restarted) {
                 // The continue token expired (etcd compacted): start over once.

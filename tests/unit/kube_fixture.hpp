@@ -213,6 +213,16 @@ public:
         return doc.get<std::vector<nlohmann::json>>();
     }
 
+    // Forgets the requests received so far (POST /_fake/reset-requests).
+    void reset_requests() const
+    {
+        HttpClient http(connection().tls);
+        auto response = http.request("POST", m_url + "/_fake/reset-requests", auth_headers(), "{}",
+                                     std::chrono::seconds(10));
+        REQUIRE_MESSAGE(response.has_value(), response.error().message);
+        REQUIRE(response->status == 200);
+    }
+
 private:
     [[nodiscard]] HttpHeaders auth_headers() const
     {
@@ -257,5 +267,37 @@ private:
     std::string m_url;
     std::string m_error;
 };
+
+// The executable's shared fake API server over http with the Cluster API
+// CRDs, started on first use (python and the CRDs take a few seconds) and
+// stopped at exit. Tests sharing it use names of their own.
+inline FakeApiServer& shared_fake_apiserver()
+{
+    static FakeApiServer server;
+    REQUIRE_MESSAGE(!server.url().empty(), server.error());
+    return server;
+}
+
+// The same over https, asking for a client certificate signed by the PKI's CA.
+struct TlsFakeApiServer {
+    TempDir pki_dir{"kube-pki"};
+    TestPki pki{pki_dir.path()};
+    FakeApiServer server{options()};
+
+    [[nodiscard]] FakeApiServerOptions options() const
+    {
+        FakeApiServerOptions out;
+        out.pki = pki;
+        out.require_client_certificate = true;
+        return out;
+    }
+};
+
+inline TlsFakeApiServer& shared_tls_fake_apiserver()
+{
+    static TlsFakeApiServer tls;
+    REQUIRE_MESSAGE(!tls.server.url().empty(), tls.server.error());
+    return tls;
+}
 
 } // namespace metalsync::test

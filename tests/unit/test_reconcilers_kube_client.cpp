@@ -662,6 +662,7 @@ TEST_SUITE("reconcilers")
         auto no_name = client.apply(json{{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", json::object()}},
                                     "metalsync");
         REQUIRE_FALSE(no_name.has_value());
+        CHECK(no_name.error().http_status == 400);  // not 0: the server is not unreachable
         CHECK_FALSE(no_name.error().retryable);
         CHECK(no_name.error().message.find("metadata.name") != std::string::npos);
         CHECK(server.requests().empty());
@@ -671,7 +672,8 @@ TEST_SUITE("reconcilers")
 
     TEST_CASE("kube client: discovery finds built-in and CRD kinds, refuses unknown ones")
     {
-        auto server = start_fake();
+        auto* server = &shared_fake_apiserver();
+        server->reset_requests();
         KubeClient client(server->connection());
 
         auto ns = client.resource_for("v1", "Namespace");
@@ -727,9 +729,7 @@ TEST_SUITE("reconcilers")
 
     TEST_CASE("kube client: a CRD created through the API becomes resolvable")
     {
-        FakeApiServerOptions options;
-        options.crd_establish_delay = 0.5;
-        auto server = start_fake(options);
+        auto* server = &shared_fake_apiserver();
         KubeClient client(server->connection());
 
         auto before = client.resource_for("example.metalsync.dev/v1", "Widget");
@@ -747,11 +747,10 @@ TEST_SUITE("reconcilers")
         auto applied = client.apply(crd, "metalsync");
         REQUIRE_MESSAGE(applied.has_value(), applied.error().describe());
 
-        // Established after the delay: a miss refreshes discovery by itself.
+        // Established after the delay: each miss refreshes discovery by itself.
         ApiResult<ResourceInfo> widget = std::unexpected(ApiError{});
         CHECK(wait_until(
             [&] {
-                client.invalidate_discovery();
                 widget = client.resource_for("example.metalsync.dev/v1", "Widget");
                 return widget.has_value();
             },
@@ -759,6 +758,15 @@ TEST_SUITE("reconcilers")
         REQUIRE(widget.has_value());
         CHECK(widget->resource == "widgets");
         CHECK(widget->namespaced);
+        CHECK(widget->has_status);
+
+        // invalidate_discovery forgets the cache: the next answer is asked for again.
+        auto sent = client.requests_sent();
+        CHECK(client.resource_for("example.metalsync.dev/v1", "Widget").has_value());
+        CHECK(client.requests_sent() == sent);
+        client.invalidate_discovery();
+        CHECK(client.resource_for("example.metalsync.dev/v1", "Widget").has_value());
+        CHECK(client.requests_sent() > sent);
 
         // A second client, whose cache never saw the kind, finds it on its first miss.
         KubeClient fresh(server->connection());
@@ -772,11 +780,24 @@ TEST_SUITE("reconcilers")
                                    "metalsync");
         REQUIRE_MESSAGE(object.has_value(), object.error().describe());
         CHECK((*object)["spec"]["size"] == 3);
+
+        // The CRD deleted: a list answers 404 once, then discovery no longer offers the kind.
+        auto removed = client.remove(ObjectRef{"apiextensions.k8s.io/v1", "CustomResourceDefinition", "",
+                                               "widgets.example.metalsync.dev"});
+        REQUIRE_MESSAGE(removed.has_value(), removed.error().describe());
+        CHECK(wait_until([&] {
+            auto listed = client.list("example.metalsync.dev/v1", "Widget");
+            return !listed.has_value() && listed.error().http_status == 404;
+        }));
+        auto gone = client.resource_for("example.metalsync.dev/v1", "Widget");
+        REQUIRE_FALSE(gone.has_value());
+        CHECK(gone.error().message == "the server does not serve kind Widget in apiVersion example.metalsync.dev/v1");
     }
 
     TEST_CASE("kube client: apply creates then updates, as server-side apply with fieldManager and force")
     {
-        auto server = start_fake();
+        auto* server = &shared_fake_apiserver();
+        server->reset_requests();
         KubeClient client(server->connection());
 
         auto ns = client.apply(namespace_object("capi-system"), "metalsync");
@@ -832,7 +853,8 @@ TEST_SUITE("reconcilers")
 
     TEST_CASE("kube client: get answers the object or nullopt")
     {
-        auto server = start_fake();
+        auto* server = &shared_fake_apiserver();
+        server->reset_requests();
         KubeClient client(server->connection());
         REQUIRE(client.apply(config_map("default", "present", {{"k", "v"}}), "metalsync").has_value());
 
@@ -857,7 +879,8 @@ TEST_SUITE("reconcilers")
 
     TEST_CASE("kube client: list follows continue and filters by label across namespaces")
     {
-        auto server = start_fake();
+        auto* server = &shared_fake_apiserver();
+        server->reset_requests();
         KubeClient client(server->connection());
         client.set_page_size(2);
         for (const char* ns : {"team-a", "team-b"}) {
@@ -912,7 +935,8 @@ TEST_SUITE("reconcilers")
 
     TEST_CASE("kube client: remove with and without finalizers")
     {
-        auto server = start_fake();
+        auto* server = &shared_fake_apiserver();
+        server->reset_requests();
         KubeClient client(server->connection());
         REQUIRE(client.apply(config_map("default", "plain"), "metalsync").has_value());
         auto held = config_map("default", "held");
@@ -960,7 +984,8 @@ TEST_SUITE("reconcilers")
 
     TEST_CASE("kube client: an apply conflict without force is a 409")
     {
-        auto server = start_fake();
+        auto* server = &shared_fake_apiserver();
+        server->reset_requests();
         KubeClient client(server->connection());
         REQUIRE(client.apply(config_map("default", "shared", {{"owner", "someone-else"}}), "other-tool").has_value());
 
@@ -1026,12 +1051,10 @@ TEST_SUITE("reconcilers")
 
     TEST_CASE("kube client: TLS with a CA and a client certificate, from kubeconfig data or files")
     {
-        TempDir pki_dir("kube-pki");
-        FakeApiServerOptions options;
-        options.pki.emplace(pki_dir.path());
-        options.require_client_certificate = true;
-        auto server = start_fake(options);
-        const auto& pki = *options.pki;
+        auto& tls = shared_tls_fake_apiserver();
+        const auto* server = &tls.server;
+        const auto& pki = tls.pki;
+        const auto& pki_dir = tls.pki_dir;
         const std::string cluster_data = "    server: " + server->url() + "\n    certificate-authority-data: " +
                                          base64_encode(read_file(pki.ca_cert)) + "\n";
         const std::string user_data = "    client-certificate-data: " + base64_encode(read_file(pki.client_cert)) +
