@@ -21,7 +21,7 @@ cluster with CAPI, KCP and CAPO installed. It provisions nothing. Each tick:
    finalizer is removed and the Cluster goes away.
 
 Usage: python3 capi_sim.py --server http://127.0.0.1:PORT [--interval 0.2] [--once]
-       [--token TOKEN]
+       [--token TOKEN] [--ca PEM]
 """
 
 import argparse
@@ -29,6 +29,7 @@ import datetime
 import json
 import random
 import signal
+import ssl
 import string
 import sys
 import time
@@ -46,9 +47,10 @@ MANAGER = "manager"  # the field manager name controller-runtime gives CAPI's co
 
 
 class Api:
-    def __init__(self, server, token=None):
+    def __init__(self, server, token=None, ca=None):
         self.server = server.rstrip("/")
         self.token = token
+        self.tls = ssl.create_default_context(cafile=ca) if ca else None
 
     def call(self, method, path, body=None, content_type="application/json", query=None):
         q = dict(query or {})
@@ -64,7 +66,7 @@ class Api:
         if self.token:
             req.add_header("Authorization", "Bearer " + self.token)
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=10, context=self.tls) as r:
                 return json.load(r)
         except urllib.error.HTTPError as e:
             if e.code in (404, 409):  # gone meanwhile, or raced with another writer: next tick
@@ -306,8 +308,9 @@ def main():
     ap.add_argument("--interval", type=float, default=0.2)
     ap.add_argument("--once", action="store_true")
     ap.add_argument("--token")
+    ap.add_argument("--ca", help="CA certificate (PEM) for an https:// server")
     args = ap.parse_args()
-    sim = Simulator(Api(args.server, args.token))
+    sim = Simulator(Api(args.server, args.token, args.ca))
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     while True:

@@ -1093,6 +1093,9 @@ class Store:
     def delete(self, res, ns, name, propagation=None, preconditions=None, dry_run=False):
         with self.lock:
             obj = self.get(res, ns, name)
+            if res.resource == "namespaces" and name in ("default", "kube-system", "kube-public"):
+                raise ApiError(403, "Forbidden", 'namespaces "%s" is forbidden: this namespace may not be deleted'
+                               % name, {"name": name, "kind": "namespaces"})
             pre = preconditions or {}
             if pre.get("uid") and pre["uid"] != obj["metadata"]["uid"]:
                 raise ApiError(409, "Conflict",
