@@ -25,7 +25,7 @@ constexpr const char* k_user_agent = "metalsync";
 #endif
 
 constexpr int k_default_page_size = 500;
-constexpr int k_max_pages = 100'000;  // a server that never stops paging is a bug
+constexpr int k_max_pages = 100'000; // a server that never stops paging is a bug
 constexpr std::size_t k_max_raw_body = 300;
 
 std::string str(const json& object, const char* key)
@@ -261,8 +261,7 @@ struct KubeClient::Impl {
         auto doc = json::parse(response->body, nullptr, false);
         if (doc.is_discarded() || !doc.is_object()) {
             return std::unexpected(ApiError{static_cast<int>(response->status), false, false,
-                                            "the server answered with something other than a JSON object",
-                                            operation});
+                                            "the server answered with something other than a JSON object", operation});
         }
         return doc;
     }
@@ -333,7 +332,8 @@ struct KubeClient::Impl {
                 info.api_version = api_version;
                 info.kind = str(r, "kind");
                 info.resource = name;
-                info.namespaced = r.contains("namespaced") && r["namespaced"].is_boolean() && r["namespaced"].get<bool>();
+                info.namespaced =
+                    r.contains("namespaced") && r["namespaced"].is_boolean() && r["namespaced"].get<bool>();
                 infos.push_back(std::move(info));
             }
         }
@@ -401,9 +401,8 @@ struct KubeClient::Impl {
         if (auto info = cached(api_version, kind)) {
             return *info;
         }
-        return std::unexpected(
-            ApiError{404, false, false, "the server does not serve kind " + kind + " in apiVersion " + api_version,
-                     operation});
+        return std::unexpected(ApiError{
+            404, false, false, "the server does not serve kind " + kind + " in apiVersion " + api_version, operation});
     }
 
     static std::string resource_name(const ResourceInfo& info)
@@ -464,8 +463,7 @@ void KubeClient::invalidate_discovery()
     m_impl->resources.clear();
 }
 
-ApiResult<nlohmann::json> KubeClient::apply(const nlohmann::json& object, const std::string& field_manager,
-                                            bool force)
+ApiResult<nlohmann::json> KubeClient::apply(const nlohmann::json& object, const std::string& field_manager, bool force)
 {
     const auto ref = ref_of(object);
     if (ref.api_version.empty() || ref.kind.empty() || ref.name.empty()) {

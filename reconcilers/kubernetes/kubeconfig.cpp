@@ -178,8 +178,8 @@ std::expected<bool, std::string> boolean(const YAML::Node& map, const char* key,
     return std::unexpected(where + key + " must be true or false");
 }
 
-std::expected<void, std::string> read_cluster(const YAML::Node& cluster, const std::string& name,
-                                              const fs::path& file, KubeConnection& out)
+std::expected<void, std::string> read_cluster(const YAML::Node& cluster, const std::string& name, const fs::path& file,
+                                              KubeConnection& out)
 {
     const std::string where = "kubeconfig " + file.string() + ": cluster " + name + ": ";
     auto server = optional_string(cluster, "server", where);
@@ -195,6 +195,13 @@ std::expected<void, std::string> read_cluster(const YAML::Node& cluster, const s
     }
     if (!out.server.starts_with("https://") && !out.server.starts_with("http://")) {
         return std::unexpected(where + "server " + out.server + " is not an https:// or http:// URL");
+    }
+    // Honouring these takes more than libcurl's defaults; ignoring them would
+    // fail later with a confusing TLS or connection error.
+    for (const char* key : {"tls-server-name", "proxy-url"}) {
+        if (const auto value = cluster[key]; value && !value.IsNull()) {
+            return std::unexpected(where + key + " is not supported");
+        }
     }
     auto ca = pem_or_file(cluster, "certificate-authority", file, where);
     if (!ca) {
@@ -255,8 +262,8 @@ std::expected<void, std::string> read_user(const YAML::Node& user, const std::st
     const bool has_cert = !cert->first.empty() || !cert->second.empty();
     const bool has_key = !key->first.empty() || !key->second.empty();
     if (has_cert != has_key) {
-        return std::unexpected(where + (has_cert ? "client-certificate without client-key"
-                                                 : "client-key without client-certificate"));
+        return std::unexpected(
+            where + (has_cert ? "client-certificate without client-key" : "client-key without client-certificate"));
     }
     out.tls.client_cert_pem = std::move(cert->first);
     out.tls.client_cert = std::move(cert->second);
@@ -295,8 +302,8 @@ std::expected<void, std::string> read_user(const YAML::Node& user, const std::st
 
 } // namespace
 
-std::expected<KubeConnection, std::string> parse_kubeconfig(const fs::path& path_for_errors,
-                                                            const std::string& content, const std::string& context)
+std::expected<KubeConnection, std::string> parse_kubeconfig(const fs::path& path_for_errors, const std::string& content,
+                                                            const std::string& context)
 {
     const Where where{path_for_errors.string()};
     YAML::Node root;
@@ -424,7 +431,8 @@ std::expected<KubeConnection, std::string> load_kubeconfig(const fs::path& path,
             }
             file = fs::path(home) / ".kube" / "config";
             if (!fs::exists(file, ec)) {
-                return std::unexpected("no kubeconfig found: " + file.string() + " does not exist and $KUBECONFIG is not set");
+                return std::unexpected("no kubeconfig found: " + file.string() +
+                                       " does not exist and $KUBECONFIG is not set");
             }
         }
     } else if (!fs::exists(file, ec)) {

@@ -71,7 +71,7 @@ struct TestPki {
         issue("client", "/CN=metalsync/O=system:masters", "extendedKeyUsage=clientAuth\n", dir);
     }
 
-private:
+  private:
     void issue(const std::string& name, const std::string& subject, const std::string& extensions,
                const std::filesystem::path& dir) const
     {
@@ -79,25 +79,25 @@ private:
         const auto csr = (dir / (name + ".csr")).string();
         const auto ext = (dir / (name + ".ext")).string();
         write_file(ext, "basicConstraints=CA:FALSE\n" + extensions);
-        run_ok({"openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-                key, "-out", csr, "-subj", subject});
+        run_ok({"openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+                "-out", csr, "-subj", subject});
         run_ok({"openssl", "x509", "-req", "-in", csr, "-CA", ca_cert.string(), "-CAkey", ca_key.string(),
                 "-CAcreateserial", "-out", (dir / (name + ".crt")).string(), "-days", "2", "-extfile", ext});
     }
 };
 
 struct FakeApiServerOptions {
-    bool crds = true;                     // --crds tests/fake_kube/crds
-    std::string token;                    // --token: every request must carry it
-    std::optional<TestPki> pki;           // serve https with the server certificate...
-    bool require_client_certificate = false;  // ... and ask for a client certificate (--client-ca)
+    bool crds = true;                        // --crds tests/fake_kube/crds
+    std::string token;                       // --token: every request must carry it
+    std::optional<TestPki> pki;              // serve https with the server certificate...
+    bool require_client_certificate = false; // ... and ask for a client certificate (--client-ca)
     std::optional<double> crd_establish_delay;
 };
 
 // tests/fake_kube/fake_apiserver.py in its own process group and temporary
 // directory, on a free port; killed at scope exit.
 class FakeApiServer {
-public:
+  public:
     explicit FakeApiServer(FakeApiServerOptions options = {})
         : m_options(std::move(options)), m_dir(std::make_unique<TempDir>("fake-kube"))
     {
@@ -107,8 +107,9 @@ public:
             return;
         }
         const auto port_file = m_dir->path() / "port";
-        std::vector<std::string> argv{"python3",     script.string(), "--listen", "127.0.0.1:0", "--port-file",
-                                      port_file.string(), "--request-log", (m_dir->path() / "requests.log").string()};
+        std::vector<std::string> argv{
+            "python3",     script.string(),    "--listen",      "127.0.0.1:0",
+            "--port-file", port_file.string(), "--request-log", (m_dir->path() / "requests.log").string()};
         if (m_options.crds) {
             argv.insert(argv.end(), {"--crds", (source_dir() / "tests" / "fake_kube" / "crds").string()});
         }
@@ -217,13 +218,13 @@ public:
     void reset_requests() const
     {
         HttpClient http(connection().tls);
-        auto response = http.request("POST", m_url + "/_fake/reset-requests", auth_headers(), "{}",
-                                     std::chrono::seconds(10));
+        auto response =
+            http.request("POST", m_url + "/_fake/reset-requests", auth_headers(), "{}", std::chrono::seconds(10));
         REQUIRE_MESSAGE(response.has_value(), response.error().message);
         REQUIRE(response->status == 200);
     }
 
-private:
+  private:
     [[nodiscard]] HttpHeaders auth_headers() const
     {
         HttpHeaders headers{{"Accept", "application/json"}};

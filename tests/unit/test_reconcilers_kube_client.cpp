@@ -48,17 +48,17 @@ std::string data_cluster()
 
 std::string data_user()
 {
-    return "    client-certificate-data: " + base64_encode(k_cert_pem) + "\n    client-key-data: " +
-           base64_encode(k_key_pem) + "\n";
+    return "    client-certificate-data: " + base64_encode(k_cert_pem) +
+           "\n    client-key-data: " + base64_encode(k_key_pem) + "\n";
 }
 
 // No error message may carry a token, key or certificate material, encoded or not.
 void check_no_secrets(const std::string& message)
 {
     INFO(message);
-    for (const std::string& secret : {std::string(k_token), k_key_pem, base64_encode(k_key_pem), k_cert_pem,
-                                      base64_encode(k_cert_pem), k_ca_pem, base64_encode(k_ca_pem),
-                                      std::string("S2V5LW1hdGVyaWFs")}) {
+    for (const std::string& secret :
+         {std::string(k_token), k_key_pem, base64_encode(k_key_pem), k_cert_pem, base64_encode(k_cert_pem), k_ca_pem,
+          base64_encode(k_ca_pem), std::string("S2V5LW1hdGVyaWFs")}) {
         CHECK(message.find(secret) == std::string::npos);
     }
 }
@@ -72,7 +72,7 @@ void check_no_token(const ApiError& error, const std::string& token = k_token)
 
 // Sets an environment variable for one scope, restoring the previous value.
 class ScopedEnv {
-public:
+  public:
     ScopedEnv(const char* name, const std::optional<std::string>& value) : m_name(name)
     {
         if (const char* old = std::getenv(name)) {
@@ -95,7 +95,7 @@ public:
     ScopedEnv(const ScopedEnv&) = delete;
     ScopedEnv& operator=(const ScopedEnv&) = delete;
 
-private:
+  private:
     const char* m_name;
     std::optional<std::string> m_old;
 };
@@ -103,10 +103,8 @@ private:
 json config_map(const std::string& ns, const std::string& name, const json& data = json::object(),
                 const json& labels = json::object())
 {
-    json object{{"apiVersion", "v1"},
-                {"kind", "ConfigMap"},
-                {"metadata", {{"name", name}, {"namespace", ns}}},
-                {"data", data}};
+    json object{
+        {"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", {{"name", name}, {"namespace", ns}}}, {"data", data}};
     if (!labels.empty()) {
         object["metadata"]["labels"] = labels;
     }
@@ -190,8 +188,7 @@ TEST_SUITE("reconcilers")
 
     TEST_CASE("kubeconfig: data fields become in-memory PEM, never files")
     {
-        auto connection =
-            parse_kubeconfig("/etc/metalsync/kubeconfig", kubeconfig_text(data_cluster(), data_user()));
+        auto connection = parse_kubeconfig("/etc/metalsync/kubeconfig", kubeconfig_text(data_cluster(), data_user()));
         REQUIRE_MESSAGE(connection.has_value(), connection.error());
         CHECK(connection->file == fs::path("/etc/metalsync/kubeconfig"));
         CHECK(connection->context == "ctx");
@@ -227,10 +224,9 @@ TEST_SUITE("reconcilers")
         write_file(dir / "conf/pki/client.key", k_key_pem);
         write_file(dir / "abs.key", k_key_pem);
         const auto kubeconfig = dir / "conf" / "kubeconfig";
-        const std::string text =
-            kubeconfig_text("    server: https://mgmt.example:6443\n    certificate-authority: pki/ca.crt\n",
-                            "    client-certificate: pki/client.crt\n    client-key: " + (dir / "abs.key").string() +
-                                "\n");
+        const std::string text = kubeconfig_text(
+            "    server: https://mgmt.example:6443\n    certificate-authority: pki/ca.crt\n",
+            "    client-certificate: pki/client.crt\n    client-key: " + (dir / "abs.key").string() + "\n");
 
         auto connection = parse_kubeconfig(kubeconfig, text);
         REQUIRE_MESSAGE(connection.has_value(), connection.error());
@@ -258,9 +254,8 @@ TEST_SUITE("reconcilers")
         }
         SUBCASE("a certificate without its key is refused")
         {
-            auto half = parse_kubeconfig(
-                kubeconfig, kubeconfig_text("    server: https://mgmt.example:6443\n",
-                                            "    client-certificate: pki/client.crt\n"));
+            auto half = parse_kubeconfig(kubeconfig, kubeconfig_text("    server: https://mgmt.example:6443\n",
+                                                                     "    client-certificate: pki/client.crt\n"));
             REQUIRE_FALSE(half.has_value());
             CHECK(half.error().find("client-key") != std::string::npos);
         }
@@ -285,7 +280,8 @@ TEST_SUITE("reconcilers")
 
         SUBCASE("an inline token")
         {
-            auto connection = parse_kubeconfig(kubeconfig, kubeconfig_text(cluster, "    token: " + std::string(k_token) + "\n"));
+            auto connection =
+                parse_kubeconfig(kubeconfig, kubeconfig_text(cluster, "    token: " + std::string(k_token) + "\n"));
             REQUIRE_MESSAGE(connection.has_value(), connection.error());
             CHECK(connection->bearer_token == k_token);
             CHECK(connection->token_file.empty());
@@ -310,8 +306,9 @@ TEST_SUITE("reconcilers")
         SUBCASE("insecure together with a CA is refused, as kubectl does")
         {
             auto connection = parse_kubeconfig(
-                kubeconfig, kubeconfig_text(cluster + "    certificate-authority-data: " + base64_encode(k_ca_pem) + "\n",
-                                            "    token: " + std::string(k_token) + "\n"));
+                kubeconfig,
+                kubeconfig_text(cluster + "    certificate-authority-data: " + base64_encode(k_ca_pem) + "\n",
+                                "    token: " + std::string(k_token) + "\n"));
             REQUIRE_FALSE(connection.has_value());
             CHECK(connection.error().find("insecure-skip-tls-verify") != std::string::npos);
             check_no_secrets(connection.error());
@@ -348,7 +345,7 @@ TEST_SUITE("reconcilers")
         CHECK(named->context == "second");
         CHECK(named->server == "http://127.0.0.1:8080");
         CHECK(named->default_namespace == "default");
-        CHECK(named->bearer_token.empty());  // a context without a user: anonymous
+        CHECK(named->bearer_token.empty()); // a context without a user: anonymous
     }
 
     TEST_CASE("kubeconfig: missing names are errors naming the file and the name")
@@ -358,7 +355,8 @@ TEST_SUITE("reconcilers")
         {
             auto result = parse_kubeconfig(file, kubeconfig_text(data_cluster(), data_user(), {}, ""));
             REQUIRE_FALSE(result.has_value());
-            CHECK(result.error() == "kubeconfig /srv/kube/mgmt.kubeconfig: no current-context set; name the context to use");
+            CHECK(result.error() ==
+                  "kubeconfig /srv/kube/mgmt.kubeconfig: no current-context set; name the context to use");
         }
         SUBCASE("unknown context")
         {
@@ -374,9 +372,10 @@ TEST_SUITE("reconcilers")
         }
         SUBCASE("unknown cluster")
         {
-            const std::string text = "clusters: []\nusers:\n- name: admin\n  user:\n    token: " + std::string(k_token) +
-                                     "\ncontexts:\n- name: ctx\n  context:\n    cluster: mgmt\n    user: admin\n"
-                                     "current-context: ctx\n";
+            const std::string text =
+                "clusters: []\nusers:\n- name: admin\n  user:\n    token: " + std::string(k_token) +
+                "\ncontexts:\n- name: ctx\n  context:\n    cluster: mgmt\n    user: admin\n"
+                "current-context: ctx\n";
             auto result = parse_kubeconfig(file, text);
             REQUIRE_FALSE(result.has_value());
             CHECK(result.error() == "kubeconfig /srv/kube/mgmt.kubeconfig: context ctx: no cluster named 'mgmt'");
@@ -397,10 +396,20 @@ TEST_SUITE("reconcilers")
             REQUIRE_FALSE(result.has_value());
             CHECK(result.error() == "kubeconfig /srv/kube/mgmt.kubeconfig: cluster mgmt: missing key server");
         }
+        SUBCASE("cluster options metalsync does not honour are refused, not ignored")
+        {
+            for (const std::string key : {"tls-server-name", "proxy-url"}) {
+                auto result =
+                    parse_kubeconfig(file, kubeconfig_text(data_cluster() + "    " + key + ": x\n", data_user()));
+                REQUIRE_FALSE(result.has_value());
+                CHECK(result.error() ==
+                      "kubeconfig /srv/kube/mgmt.kubeconfig: cluster mgmt: " + key + " is not supported");
+            }
+        }
         SUBCASE("a name defined twice")
         {
-            const std::string text = kubeconfig_text(data_cluster(), data_user()) +
-                                     "";  // contexts is the last list: append a second "ctx"
+            const std::string text =
+                kubeconfig_text(data_cluster(), data_user()) + ""; // contexts is the last list: append a second "ctx"
             auto twice = parse_kubeconfig(
                 file, text.substr(0, text.find("current-context")) +
                           "- name: ctx\n  context:\n    cluster: mgmt\n    user: admin\ncurrent-context: ctx\n");
@@ -427,17 +436,20 @@ TEST_SUITE("reconcilers")
                                       std::string(k_token) + "\n";
         auto exec = parse_kubeconfig(file, kubeconfig_text(data_cluster(), exec_user));
         REQUIRE_FALSE(exec.has_value());
-        CHECK(exec.error() == "kubeconfig /home/op/.kube/config: user admin uses an exec credential plugin (aws), which "
-                              "metalsync does not support; use a client certificate or a token (for example a "
-                              "ServiceAccount token)");
+        CHECK(exec.error() ==
+              "kubeconfig /home/op/.kube/config: user admin uses an exec credential plugin (aws), which "
+              "metalsync does not support; use a client certificate or a token (for example a "
+              "ServiceAccount token)");
         check_no_secrets(exec.error());
 
         auto provider = parse_kubeconfig(
             file, kubeconfig_text(data_cluster(), "    auth-provider:\n      name: oidc\n      config:\n        "
-                                                  "id-token: " + std::string(k_token) + "\n"));
+                                                  "id-token: " +
+                                                      std::string(k_token) + "\n"));
         REQUIRE_FALSE(provider.has_value());
-        CHECK(provider.error().find("user admin uses an auth-provider plugin (oidc), which metalsync does not support") !=
-              std::string::npos);
+        CHECK(
+            provider.error().find("user admin uses an auth-provider plugin (oidc), which metalsync does not support") !=
+            std::string::npos);
         check_no_secrets(provider.error());
 
         auto basic = parse_kubeconfig(
@@ -485,15 +497,18 @@ TEST_SUITE("reconcilers")
         TempDir dir("kubeconfig-env");
         const auto kubeconfig_a = dir / "a.yaml";
         const auto kubeconfig_b = dir / "b.yaml";
-        write_file(kubeconfig_a, kubeconfig_text("    server: https://a:6443\n", "    token: token-for-a-0123456789\n"));
-        write_file(kubeconfig_b, kubeconfig_text("    server: https://b:6443\n", "    token: token-for-b-0123456789\n"));
+        write_file(kubeconfig_a,
+                   kubeconfig_text("    server: https://a:6443\n", "    token: token-for-a-0123456789\n"));
+        write_file(kubeconfig_b,
+                   kubeconfig_text("    server: https://b:6443\n", "    token: token-for-b-0123456789\n"));
         fs::create_directories(dir / "home/.kube");
-        write_file(dir / "home/.kube/config", kubeconfig_text("    server: https://home:6443\n", "    token: token-for-home-0123456789\n"));
+        write_file(dir / "home/.kube/config",
+                   kubeconfig_text("    server: https://home:6443\n", "    token: token-for-home-0123456789\n"));
 
         SUBCASE("several files: the first that exists")
         {
-            ScopedEnv env("KUBECONFIG", (dir / "missing.yaml").string() + ":" + kubeconfig_b.string() + ":" +
-                                            kubeconfig_a.string());
+            ScopedEnv env("KUBECONFIG",
+                          (dir / "missing.yaml").string() + ":" + kubeconfig_b.string() + ":" + kubeconfig_a.string());
             auto connection = load_kubeconfig({});
             REQUIRE_MESSAGE(connection.has_value(), connection.error());
             CHECK(connection->server == "https://b:6443");
@@ -532,8 +547,10 @@ TEST_SUITE("reconcilers")
         const std::string rotated = "rotated-T0ken-9876543210";
         FakeHttpServer server([&](const FakeRequest& request) {
             if (request.header("authorization") != "Bearer " + rotated) {
-                return FakeResponse{401, {},
-                                    R"({"kind":"Status","apiVersion":"v1","status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401})"};
+                return FakeResponse{
+                    401,
+                    {},
+                    R"({"kind":"Status","apiVersion":"v1","status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401})"};
             }
             if (request.path == "/api") {
                 return FakeResponse{200, {}, R"({"kind":"APIVersions","versions":["v1"]})"};
@@ -542,8 +559,10 @@ TEST_SUITE("reconcilers")
                 return FakeResponse{200, {}, R"({"kind":"APIGroupList","groups":[]})"};
             }
             if (request.path == "/api/v1") {
-                return FakeResponse{200, {},
-                                    R"({"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"namespaces","namespaced":false,"kind":"Namespace"},{"name":"namespaces/status","namespaced":false,"kind":"Namespace"}]})"};
+                return FakeResponse{
+                    200,
+                    {},
+                    R"({"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"namespaces","namespaced":false,"kind":"Namespace"},{"name":"namespaces/status","namespaced":false,"kind":"Namespace"}]})"};
             }
             return FakeResponse{404, {}, R"({"kind":"Status","message":"not found","code":404})"};
         });
@@ -562,7 +581,7 @@ TEST_SUITE("reconcilers")
             CHECK_FALSE(info->namespaced);
             CHECK(info->has_status);
             const auto requests = server.requests();
-            REQUIRE(requests.size() == 4);  // /api (401), /api again, /apis, /api/v1
+            REQUIRE(requests.size() == 4); // /api (401), /api again, /apis, /api/v1
             CHECK(requests[0].header("authorization") == "Bearer " + std::string(k_token));
             CHECK(requests[1].header("authorization") == "Bearer " + rotated);
             CHECK(requests[3].header("authorization") == "Bearer " + rotated);
@@ -608,7 +627,8 @@ TEST_SUITE("reconcilers")
         {
             for (int code : {429, 500, 503, 504}) {
                 status = code;
-                body = R"({"kind":"Status","message":"etcdserver: request timed out","code":)" + std::to_string(code) + "}";
+                body = R"({"kind":"Status","message":"etcdserver: request timed out","code":)" + std::to_string(code) +
+                       "}";
                 auto result = client.resource_for("v1", "ConfigMap");
                 REQUIRE_FALSE(result.has_value());
                 CHECK(result.error().http_status == code);
@@ -659,10 +679,10 @@ TEST_SUITE("reconcilers")
         KubeConnection connection;
         connection.server = server.url();
         KubeClient client(connection);
-        auto no_name = client.apply(json{{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", json::object()}},
-                                    "metalsync");
+        auto no_name =
+            client.apply(json{{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", json::object()}}, "metalsync");
         REQUIRE_FALSE(no_name.has_value());
-        CHECK(no_name.error().http_status == 400);  // not 0: the server is not unreachable
+        CHECK(no_name.error().http_status == 400); // not 0: the server is not unreachable
         CHECK_FALSE(no_name.error().retryable);
         CHECK(no_name.error().message.find("metadata.name") != std::string::npos);
         CHECK(server.requests().empty());
@@ -711,7 +731,8 @@ TEST_SUITE("reconcilers")
               "the server does not serve kind Clustr in apiVersion cluster.x-k8s.io/v1beta1");
         auto unknown_group = client.resource_for("nothing.example.com/v1", "Thing");
         REQUIRE_FALSE(unknown_group.has_value());
-        CHECK(unknown_group.error().message == "the server does not serve kind Thing in apiVersion nothing.example.com/v1");
+        CHECK(unknown_group.error().message ==
+              "the server does not serve kind Thing in apiVersion nothing.example.com/v1");
 
         // Discovery: /api, /apis, then only the group versions asked about, in JSON.
         const auto discovery = requests_matching(*server, "GET", "/api");
@@ -782,8 +803,8 @@ TEST_SUITE("reconcilers")
         CHECK((*object)["spec"]["size"] == 3);
 
         // The CRD deleted: a list answers 404 once, then discovery no longer offers the kind.
-        auto removed = client.remove(ObjectRef{"apiextensions.k8s.io/v1", "CustomResourceDefinition", "",
-                                               "widgets.example.metalsync.dev"});
+        auto removed = client.remove(
+            ObjectRef{"apiextensions.k8s.io/v1", "CustomResourceDefinition", "", "widgets.example.metalsync.dev"});
         REQUIRE_MESSAGE(removed.has_value(), removed.error().describe());
         CHECK(wait_until([&] {
             auto listed = client.list("example.metalsync.dev/v1", "Widget");
@@ -823,7 +844,7 @@ TEST_SUITE("reconcilers")
         }
         CHECK(patches[1]["body"] == config_map("capi-system", "settings", {{"a", "2"}, {"b", "3"}}));
         const auto ns_patches = requests_matching(*server, "PATCH", "/api/v1/namespaces/capi-system");
-        CHECK(ns_patches.size() == 3);  // the Namespace itself, then the ConfigMap twice
+        CHECK(ns_patches.size() == 3); // the Namespace itself, then the ConfigMap twice
 
         // An object of a CRD kind.
         auto cluster = client.apply(json{{"apiVersion", "cluster.x-k8s.io/v1beta1"},
@@ -832,7 +853,8 @@ TEST_SUITE("reconcilers")
                                          {"spec", {{"paused", true}}}},
                                     "metalsync");
         REQUIRE_MESSAGE(cluster.has_value(), cluster.error().describe());
-        CHECK(requests_matching(*server, "PATCH", "/apis/cluster.x-k8s.io/v1beta1/namespaces/capi-system/clusters/baremetal-cluster")
+        CHECK(requests_matching(*server, "PATCH",
+                                "/apis/cluster.x-k8s.io/v1beta1/namespaces/capi-system/clusters/baremetal-cluster")
                   .size() == 1);
 
         SUBCASE("a namespaced kind without a namespace is refused")
@@ -890,8 +912,8 @@ TEST_SUITE("reconcilers")
             for (const char* ns : {"team-a", "team-b"}) {
                 const json labels = {{"app.kubernetes.io/managed-by", "metalsync"},
                                      {"tier", i % 2 == 0 ? "even" : "odd"}};
-                auto applied = client.apply(config_map(ns, "cm-" + std::to_string(i), {{"i", std::to_string(i)}}, labels),
-                                            "metalsync");
+                auto applied = client.apply(
+                    config_map(ns, "cm-" + std::to_string(i), {{"i", std::to_string(i)}}, labels), "metalsync");
                 REQUIRE_MESSAGE(applied.has_value(), applied.error().describe());
             }
         }
@@ -919,7 +941,7 @@ TEST_SUITE("reconcilers")
         CHECK(none->empty());
 
         const auto lists = requests_matching(*server, "GET", "/api/v1/configmaps");
-        CHECK(lists.size() >= 5);  // 10 items, 2 a page
+        CHECK(lists.size() >= 5); // 10 items, 2 a page
         bool saw_continue = false;
         for (const auto& request : lists) {
             INFO(request.dump());
@@ -978,7 +1000,8 @@ TEST_SUITE("reconcilers")
         const auto deletes = requests_matching(*server, "DELETE", "/api/v1/namespaces/default/configmaps/");
         REQUIRE(deletes.size() == 4);
         for (const auto& request : deletes) {
-            CHECK(request["body"] == json{{"kind", "DeleteOptions"}, {"apiVersion", "v1"}, {"propagationPolicy", "Background"}});
+            CHECK(request["body"] ==
+                  json{{"kind", "DeleteOptions"}, {"apiVersion", "v1"}, {"propagationPolicy", "Background"}});
         }
     }
 
@@ -1037,7 +1060,8 @@ TEST_SUITE("reconcilers")
         if (!conflict) {
             errors.push_back(conflict.error());
         }
-        auto bad_object = good.apply(json{{"apiVersion", "v1"}, {"kind", "ConfigMap"},
+        auto bad_object = good.apply(json{{"apiVersion", "v1"},
+                                          {"kind", "ConfigMap"},
                                           {"metadata", {{"name", "Not_Valid!"}, {"namespace", "default"}}},
                                           {"data", {{"token", k_token}}}},
                                      "metalsync");
@@ -1055,8 +1079,9 @@ TEST_SUITE("reconcilers")
         const auto* server = &tls.server;
         const auto& pki = tls.pki;
         const auto& pki_dir = tls.pki_dir;
-        const std::string cluster_data = "    server: " + server->url() + "\n    certificate-authority-data: " +
-                                         base64_encode(read_file(pki.ca_cert)) + "\n";
+        const std::string cluster_data = "    server: " + server->url() +
+                                         "\n    certificate-authority-data: " + base64_encode(read_file(pki.ca_cert)) +
+                                         "\n";
         const std::string user_data = "    client-certificate-data: " + base64_encode(read_file(pki.client_cert)) +
                                       "\n    client-key-data: " + base64_encode(read_file(pki.client_key)) + "\n";
 
@@ -1096,11 +1121,11 @@ TEST_SUITE("reconcilers")
         {
             TempDir other_dir("kube-pki-other");
             TestPki other(other_dir.path());
-            auto connection = parse_kubeconfig(
-                pki_dir / "kubeconfig",
-                kubeconfig_text("    server: " + server->url() + "\n    certificate-authority-data: " +
-                                    base64_encode(read_file(other.ca_cert)) + "\n",
-                                user_data));
+            auto connection =
+                parse_kubeconfig(pki_dir / "kubeconfig",
+                                 kubeconfig_text("    server: " + server->url() + "\n    certificate-authority-data: " +
+                                                     base64_encode(read_file(other.ca_cert)) + "\n",
+                                                 user_data));
             REQUIRE_MESSAGE(connection.has_value(), connection.error());
             KubeClient client(*connection);
             auto untrusted = client.resource_for("v1", "Namespace");
