@@ -4,7 +4,10 @@
 // list, delete. One instance per thread (it owns one HttpClient). Every
 // request is rate limited by a token bucket (kubernetesQPS) and has a timeout.
 // Errors are ApiError: http_status 0 for transport failures, the server's
-// Status message otherwise (never a request body, never the token).
+// Status message otherwise (never a request body, never the token); an
+// object refused before sending (no name, no namespace for a namespaced
+// kind) is a 400 that is not retryable. A 401 re-reads token_file once and
+// retries when the file holds a different token.
 
 #include <chrono>
 #include <map>

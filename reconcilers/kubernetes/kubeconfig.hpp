@@ -2,12 +2,14 @@
 
 // A kubeconfig file, read the way kubectl reads it, for one context.
 //
-// File: the explicit path, else the first entry of $KUBECONFIG, else
-// ~/.kube/config. Context: the one named, else current-context.
+// File: the explicit path, else the first entry of $KUBECONFIG that exists
+// (kubectl merges them all; metalsync reads one file), else ~/.kube/config. Context: the one named, else current-context.
 // Supported: server; certificate-authority(-data); client-certificate(-data)
 // and client-key(-data); token and tokenFile; insecure-skip-tls-verify;
 // the context's namespace. An exec or auth-provider plugin is refused with a
-// clear "not supported" error. Errors name the file and the key; they never
+// clear "not supported" error, and so are username/password, impersonation,
+// tls-server-name and proxy-url. A *-data field next to its file field is an
+// error, as in client-go. Errors name the file and the key; they never
 // contain a token, a key or certificate data.
 
 #include <expected>
