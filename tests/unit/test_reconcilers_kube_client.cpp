@@ -6,9 +6,12 @@
 
 #include <cstdlib>
 #include <set>
+#include <sstream>
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "reconcilers/http/redact.hpp"
 #include "reconcilers/kubernetes/kube_client.hpp"
@@ -611,6 +614,44 @@ TEST_SUITE("reconcilers")
             CHECK(info.error().http_status == 401);
             CHECK(server.requests().size() == 1);
         }
+    }
+
+    TEST_CASE("kube client: debug logs name each request, never the token")
+    {
+        TempDir dir("kube-logs");
+        const std::string rotated = "rotated-T0ken-for-logs-5555";
+        write_file(dir / "token", rotated);
+        FakeHttpServer server([&](const FakeRequest& request) {
+            if (request.header("authorization") != "Bearer " + rotated) {
+                return FakeResponse{401, {}, R"({"kind":"Status","message":"Unauthorized","code":401})"};
+            }
+            return FakeResponse{500, {}, R"({"kind":"Status","message":"boom","code":500})"};
+        });
+        KubeConnection connection;
+        connection.server = server.url();
+        connection.bearer_token = k_token;
+        connection.token_file = dir / "token";
+
+        std::ostringstream captured;
+        auto previous = spdlog::default_logger();
+        auto logger =
+            std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_st>(captured));
+        logger->set_level(spdlog::level::trace);
+        spdlog::set_default_logger(logger);
+        {
+            KubeClient client(connection);
+            auto result = client.resource_for("v1", "ConfigMap");
+            REQUIRE_FALSE(result.has_value());
+            CHECK(result.error().http_status == 500);
+        }
+        spdlog::set_default_logger(previous);
+        const auto log = captured.str();
+        INFO(log);
+        CHECK(log.find("GET /api -> 401") != std::string::npos);
+        CHECK(log.find("token re-read from " + (dir / "token").string()) != std::string::npos);
+        CHECK(log.find(k_token) == std::string::npos);
+        CHECK(log.find(rotated) == std::string::npos);
+        CHECK(log.find("Bearer") == std::string::npos);
     }
 
     TEST_CASE("kube client: server errors become ApiError with the Status message, redacted")
