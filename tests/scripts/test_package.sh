@@ -23,6 +23,7 @@ cleanup() {
     if [ "$fail" -eq 0 ]; then rm -rf "$T"; else echo "kept $T"; fi
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT HUP  # a ctest timeout too: the EXIT trap removes the package
 ok() { echo "ok   $1"; pass=$((pass+1)); }
 bad() { echo "FAIL $1"; fail=$((fail+1)); }
 check() {  # check DESCRIPTION COMMAND...: ok when COMMAND succeeds
@@ -40,6 +41,15 @@ dpkg_retry() {
         cat "$T/dpkg.out"; return "$rc"
     done
 }
+
+# Tools this test needs beyond the build's: dpkg-dev (dpkg-shlibdeps, for
+# cpack), help2man (the build), man-db and groff-base (render the page, and
+# systemd-analyze verify runs `man` for Documentation=), binutils (objdump).
+for tool in dpkg-shlibdeps help2man man groff objdump systemd-analyze; do
+    command -v "$tool" >/dev/null || { bad "$tool not found (scripts/install-deps: dpkg-dev help2man man-db groff-base binutils systemd)"; exit 1; }
+done
+# col (bsdextrautils) strips overstrike; without it, do the same with sed.
+plain() { if command -v col >/dev/null; then col -bx; else sed 's/.\x08//g'; fi; }
 
 # Two runs of this test must not install and purge under each other.
 exec 9>/tmp/metalsync-test-package.lock
@@ -133,7 +143,7 @@ for section in NAME SYNOPSIS DESCRIPTION COMMANDS FILES ENVIRONMENT "SEE ALSO"; 
     grep -q "^\.SH \"\{0,1\}$section\"\{0,1\}$" "$T/man.roff" || missing+=" $section"
 done
 [ -z "$missing" ] && ok "man page sections NAME ... SEE ALSO" || bad "man page lacks sections:$missing"
-MANWIDTH=100 man -l "$T/root/usr/share/man/man1/metalsync.1.gz" 2>"$T/man.err" | col -bx > "$T/man.rendered" || true
+MANWIDTH=100 man -l "$T/root/usr/share/man/man1/metalsync.1.gz" 2>"$T/man.err" | plain > "$T/man.rendered" || true
 grep -q 'Control socket of the daemon (env METALSYNC_SOCKET)' "$T/man.rendered" &&
     grep -q '/run/metalsync/metalsync.sock' "$T/man.rendered" &&
     ok "man -l renders, with the subcommands' option help" || bad "man -l output: $(head -20 "$T/man.rendered")"
@@ -189,7 +199,7 @@ dpkg-query -W -f='${Conffiles}\n' metalsync | grep -q '^ /etc/metalsync/metalsyn
     ok "dpkg records /etc/metalsync/metalsync.yaml as a conffile" || bad "conffiles: $(dpkg-query -W -f='${Conffiles}' metalsync)"
 [ "$(man -w metalsync 2>/dev/null)" = /usr/share/man/man1/metalsync.1.gz ] && ok "man -w metalsync finds the page" ||
     bad "man -w metalsync: $(man -w metalsync 2>&1)"
-MANWIDTH=100 man metalsync 2>"$T/man.err" | col -bx > "$T/man.installed" || true
+MANWIDTH=100 man metalsync 2>"$T/man.err" | plain > "$T/man.installed" || true
 grep -q 'metalsync node' "$T/man.installed" && ok "man metalsync renders" || bad "man metalsync: $(head -c 300 "$T/man.err")"
 [ "$(bash -c 'source /usr/share/bash-completion/completions/metalsync; COMP_WORDS=(metalsync sta); COMP_CWORD=1; _metalsync; echo "${COMPREPLY[*]}"')" = status ] &&
     ok "installed completion completes 'metalsync sta' with the installed binary" || bad "installed completion"
