@@ -4,9 +4,49 @@
 #include <span>
 #include <spanstream>
 
+#include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/parser.h>
+
 namespace metalsync {
 
 namespace {
+
+// yaml-cpp 0.7 never consumes a ',' where a document's node should start
+// ("- a\n," or "{a: 1},", found by fuzz_yaml_loader): YAML::LoadAll then adds
+// an empty document at the same place, again and again, until memory runs
+// out. A first pass over the parser's events, building no nodes, throws at
+// the second document that starts where the previous one did.
+class StalledDocumentGuard : public YAML::EventHandler {
+public:
+    explicit StalledDocumentGuard(std::string_view content) : m_content(content) {}
+
+    void OnDocumentStart(const YAML::Mark& mark) override
+    {
+        if (m_started && mark.pos == m_last.pos) {
+            bool comma = mark.pos >= 0 && static_cast<std::size_t>(mark.pos) < m_content.size() &&
+                         m_content[static_cast<std::size_t>(mark.pos)] == ',';
+            throw YAML::ParserException(mark, comma ? "unexpected ','" : "the parser cannot go on from here");
+        }
+        m_started = true;
+        m_last = mark;
+    }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override
+    {
+    }
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnMapEnd() override {}
+
+private:
+    std::string_view m_content;
+    YAML::Mark m_last;
+    bool m_started = false;
+};
 
 Position position_of(const YAML::Node& node)
 {
@@ -731,8 +771,22 @@ ParsedFile parse_file(const std::string& path, std::string_view content, const Y
     std::vector<YAML::Node> documents;
     try {
         // Read in place: LoadAll(std::string) would copy the file twice more.
+        {
+            std::ispanstream stream(std::span<const char>(content.data(), content.size()));
+            YAML::Parser parser(stream);
+            StalledDocumentGuard guard(content);
+            while (parser.HandleNextDocument(guard)) {
+            }
+        }
         std::ispanstream stream(std::span<const char>(content.data(), content.size()));
         documents = YAML::LoadAll(stream);
+    } catch (const YAML::DeepRecursion& e) {
+        // yaml-cpp words its own depth guard "bad file".
+        out.diagnostics.push_back({path, e.mark.line + 1, e.mark.column + 1, "",
+                                   "YAML nesting too deep (" + std::to_string(e.depth()) +
+                                       " levels reached here); the limit is " + std::to_string(limits.max_depth) +
+                                       " levels"});
+        return out;
     } catch (const YAML::Exception& e) {
         out.diagnostics.push_back({path, e.mark.line + 1, e.mark.column + 1, "", "YAML syntax error: " + e.msg});
         return out;

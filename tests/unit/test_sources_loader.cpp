@@ -411,6 +411,23 @@ TEST_SUITE("sources")
         }
     }
 
+    TEST_CASE("loader: a stray ',' where a document starts is a syntax error, not endless empty documents")
+    {
+        // yaml-cpp 0.7 alone loops here, allocating until memory runs out.
+        for (const std::string& text : {",", "- a\n,\n", "{a: 1},", "[a]\n---\n,"}) {
+            CAPTURE(text);
+            auto parsed = parse(text);
+            REQUIRE(parsed.diagnostics.size() == 1);
+            CHECK(parsed.diagnostics[0].reason == "YAML syntax error: unexpected ','");
+            CHECK(parsed.nodes.empty());
+        }
+        auto ok = parse("a: [1, 2]\n---\n{b: c, d: e}\n---\n---\n");
+        CHECK_FALSE(ok.diagnostics.empty());  // documents of no kind, but no syntax error
+        for (const auto& d : ok.diagnostics) {
+            CHECK(d.reason.find("syntax") == std::string::npos);
+        }
+    }
+
     TEST_CASE("loader: a file that is not UTF-8 is rejected at the offending byte")
     {
         auto parsed = parse("apiVersion: v1\nkind: ConfigMap\nmet\xff"
