@@ -1,4 +1,5 @@
 #include "daemon/daemon_config.hpp"
+#include "daemon/metrics_server.hpp"
 
 #include <cctype>
 #include <cstdlib>
@@ -118,6 +119,12 @@ public:
         if (auto m = root["metrics"]) {
             if (m_reader.mapping(m, "metrics", {"listen"})) {
                 str(m["listen"], "metrics.listen", cfg.metrics_listen);
+                if (!cfg.metrics_listen.empty()) {
+                    if (auto parsed = parse_listen_address(cfg.metrics_listen); !parsed) {
+                        m_reader.error(m["listen"], "metrics.listen",
+                                       parsed.error() + "; \"\" disables the listener");
+                    }
+                }
             }
         }
     }

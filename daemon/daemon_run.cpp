@@ -538,7 +538,6 @@ void Daemon::tick()
     m_executor->set_limits(effective_limits());
     plan_and_submit(now);
     m_metrics.reconcile_finished(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    update_gauges();
 }
 
 void Daemon::update_gauges()
@@ -746,6 +745,7 @@ int Daemon::run()
             spdlog::info("config-reload: {}", reply.text);
         }
         tick();
+        update_gauges();  // every pass: the queue and limits stay current while Ironic is down
         if (!notified_ready && m_intake->current()) {
             sd_notify(0, "READY=1");
             notified_ready = true;
@@ -810,6 +810,9 @@ ControlReply Daemon::reload_config()
     m_config.kubernetes = cfg->kubernetes;
     m_kube->set_settings(kube_settings(m_config));
     set_log_level(cfg->log_level);
+    if (cfg->metrics_listen == m_config.metrics_listen && m_metrics_server && !m_metrics_server->running()) {
+        if (auto started = m_metrics_server->start(); !started) spdlog::error("metrics: {}", started.error());
+    }
     if (cfg->metrics_listen != m_config.metrics_listen) {
         if (cfg->metrics_listen.empty()) {
             if (m_metrics_server) m_metrics_server->stop();
