@@ -233,6 +233,9 @@ std::expected<DaemonConfig, Diagnostics> parse_daemon_config(const std::string& 
     }
     ConfigParser(path_for_errors, diagnostics).parse(root, cfg);
     if (const char* creds = std::getenv("CREDENTIALS_DIRECTORY"); creds != nullptr && *creds != '\0') {
+        // systemd's LoadCredential= files first; names it does not hold are
+        // still read from credentialsDir.
+        cfg.credentials_fallback_dir = cfg.credentials_dir;
         cfg.credentials_dir = creds;
     }
     cfg.git.state_dir = cfg.state_dir;

@@ -49,6 +49,7 @@ struct DaemonConfig {
     std::filesystem::path socket = "/run/metalsync/metalsync.sock";
     std::string socket_group = "metalsync";
     std::filesystem::path credentials_dir = "/etc/metalsync/credentials";
+    std::filesystem::path credentials_fallback_dir;  // credentialsDir when $CREDENTIALS_DIRECTORY took its place
     bool has_git = false;
     GitSourceConfig git;
     std::chrono::milliseconds poll_interval{60000};

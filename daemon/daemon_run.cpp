@@ -616,7 +616,7 @@ int Daemon::run()
     } else {
         spdlog::info("ironic: {} speaks API {}", m_observer->endpoint(), version->str());
     }
-    m_credentials.emplace(m_config.credentials_dir);
+    m_credentials.emplace(m_config.credentials_dir, m_config.credentials_fallback_dir);
     auto key = load_or_create_hmac_key(m_config.state_dir / "credentials.hmac-key");
     if (!key) {
         spdlog::critical("{}", key.error());

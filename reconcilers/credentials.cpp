@@ -108,7 +108,10 @@ bool is_credentials_name(const std::string& name)
     return name.size() <= 255 && std::regex_match(name, k_name);
 }
 
-CredentialsDirectory::CredentialsDirectory(std::filesystem::path directory) : m_directory(std::move(directory)) {}
+CredentialsDirectory::CredentialsDirectory(std::filesystem::path directory, std::filesystem::path fallback)
+    : m_directory(std::move(directory)), m_fallback(std::move(fallback))
+{
+}
 
 std::expected<BmcCredentials, std::string> CredentialsDirectory::read(const std::string& name) const
 {
@@ -117,7 +120,12 @@ std::expected<BmcCredentials, std::string> CredentialsDirectory::read(const std:
         return std::unexpected("credentials name '" + name +
                                "' is not a plain file name ([A-Za-z0-9_][A-Za-z0-9._-]*)");
     }
-    const auto path = m_directory / name;
+    auto path = m_directory / name;
+    std::error_code ec;
+    if (!m_fallback.empty() && m_fallback != m_directory && !std::filesystem::exists(path, ec) &&
+        std::filesystem::exists(m_fallback / name, ec)) {
+        path = m_fallback / name;
+    }
     auto content = read_private_file(path, k_max_credentials_size, "credentials file");
     if (!content) {
         return std::unexpected(content.error());

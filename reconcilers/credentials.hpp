@@ -31,7 +31,9 @@ struct BmcCredentials {
 
 class CredentialsDirectory {
   public:
-    explicit CredentialsDirectory(std::filesystem::path directory);
+    // `fallback`: where a name missing from `directory` is looked for next
+    // (under systemd, $CREDENTIALS_DIRECTORY first, then credentialsDir).
+    explicit CredentialsDirectory(std::filesystem::path directory, std::filesystem::path fallback = {});
 
     [[nodiscard]] const std::filesystem::path& directory() const { return m_directory; }
 
@@ -44,6 +46,7 @@ class CredentialsDirectory {
 
   private:
     std::filesystem::path m_directory;
+    std::filesystem::path m_fallback;
 };
 
 // True for a plain credentials file name ([A-Za-z0-9_][A-Za-z0-9._-]*).

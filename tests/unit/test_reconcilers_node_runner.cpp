@@ -314,6 +314,25 @@ TEST_SUITE("reconcilers")
               "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
     }
 
+    TEST_CASE("credentials: systemd's credentials directory first, then the configured one")
+    {
+        TempDir systemd_dir("creds-systemd");
+        TempDir configured("creds-configured");
+        write_credentials(systemd_dir.path(), "rack1-bmc", "from-systemd", "pw-systemd-1");
+        write_credentials(configured.path(), "rack1-bmc", "from-config", "pw-config-1");
+        write_credentials(configured.path(), "rack2-bmc", "rack2-admin", "pw-config-2");
+        CredentialsDirectory credentials(systemd_dir.path(), configured.path());
+        auto first = credentials.read("rack1-bmc");
+        REQUIRE_MESSAGE(first.has_value(), failure_of(first));
+        CHECK(first->username == "from-systemd");
+        auto second = credentials.read("rack2-bmc");
+        REQUIRE_MESSAGE(second.has_value(), failure_of(second));
+        CHECK(second->username == "rack2-admin");
+        auto missing = credentials.read("rack3-bmc");
+        REQUIRE_FALSE(missing.has_value());
+        CHECK(missing.error().find(systemd_dir.path().string()) != std::string::npos);  // names where it looked first
+    }
+
     TEST_CASE("credentials: a private YAML file with username and password is read; anything else is refused")
     {
         TempDir dir("credentials");
