@@ -140,15 +140,27 @@ IntakeResult RevisionIntake::evaluate(const std::string& commit, double now, boo
         record.status = RevisionStatus::accepted;
         record.summary = std::to_string(loaded->state->nodes.size()) + " nodes, " +
                          std::to_string(loaded->state->kube_objects.size()) + " Kubernetes objects";
-        auto tx = m_store.transaction();
-        if (tx) {
-            (void)m_store.record_revision(record);
-            (void)m_store.save_desired(commit, desired_rows(*loaded->state));
-            e.name = events::k_revision_accepted;
-            e.message = loaded->commit.summary + " (" + record.summary + ")";
-            (void)m_store.add_event(e);
-            (void)m_store.set_meta(k_meta_last_tip, commit);
-            (void)tx->commit();
+        e.name = events::k_revision_accepted;
+        e.message = loaded->commit.summary + " (" + record.summary + ")";
+        // Recorded first, in force after: a revision the store could not take
+        // (locked, disk full) would be forgotten at the next restart while its
+        // actions ran. Not taken now; the next poll tries again.
+        auto written = [&]() -> std::expected<void, StoreError> {
+            auto tx = m_store.transaction();
+            if (!tx) return std::unexpected(tx.error());
+            if (auto r = m_store.record_revision(record); !r) return r;
+            if (auto r = m_store.save_desired(commit, desired_rows(*loaded->state)); !r) return r;
+            if (auto r = m_store.add_event(e); !r) return std::unexpected(r.error());
+            if (auto r = m_store.set_meta(k_meta_last_tip, commit); !r) return r;
+            return tx->commit();
+        }();
+        if (!written) {
+            result.polled_ok = false;
+            result.new_revision = false;
+            result.error = "revision " + short_id(commit) + " not taken, it cannot be recorded: " + written.error().message;
+            spdlog::error("{}; revision {} stays in force, trying again at the next poll", result.error,
+                          m_current ? short_id(m_current->revision) : std::string("(none)"));
+            return result;
         }
         m_current = std::make_shared<const DesiredState>(std::move(*loaded->state));
         m_current_commit = loaded->commit;
@@ -162,11 +174,25 @@ IntakeResult RevisionIntake::evaluate(const std::string& commit, double now, boo
             result.rejection.push_back(d.to_string());
         }
         record.summary = std::to_string(record.errors.size()) + " errors";
-        (void)m_store.record_revision(record);
         e.name = events::k_revision_rejected;
         e.message = std::to_string(record.errors.size()) + " errors, first: " + record.errors.front();
-        (void)m_store.add_event(e);
-        (void)m_store.set_meta(k_meta_last_tip, commit);
+        auto written = [&]() -> std::expected<void, StoreError> {
+            auto tx = m_store.transaction();
+            if (!tx) return std::unexpected(tx.error());
+            if (auto r = m_store.record_revision(record); !r) return r;
+            if (auto r = m_store.add_event(e); !r) return std::unexpected(r.error());
+            if (auto r = m_store.set_meta(k_meta_last_tip, commit); !r) return r;
+            return tx->commit();
+        }();
+        if (!written) {
+            result.polled_ok = false;
+            result.new_revision = false;
+            result.rejection.clear();
+            result.error = "revision " + short_id(commit) + " is invalid and its rejection cannot be recorded: " +
+                           written.error().message;
+            spdlog::error("{}; trying again at the next poll", result.error);
+            return result;
+        }
         spdlog::error("revision {}: rejected, {} errors; revision {} stays in force. First: {}", short_id(commit),
                       record.errors.size(), m_current ? short_id(m_current->revision) : std::string("(none)"),
                       record.errors.front());
