@@ -54,7 +54,8 @@ std::expected<WorkTree, std::string> list_work_tree(const fs::path& path)
         if (!is_yaml_name(entry.path())) {
             continue;
         }
-        auto rel = fs::relative(entry.path(), path, ec).generic_string();
+        // lexically: fs::relative would follow a symlink and name its target.
+        auto rel = entry.path().lexically_relative(path).generic_string();
         if (entry.is_symlink(ec)) {
             tree.files.push_back({rel, "symlink", true});
         } else if (entry.is_regular_file(ec)) {
