@@ -3,6 +3,7 @@
 #include "sources/git_libgit2.hpp"
 #include "sources/git_remote_url.hpp"
 #include "sources/git_worker_process.hpp"
+#include "sources/yaml_reader.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -257,6 +258,19 @@ std::expected<std::string, GitError> GitSource::read_blob(const std::string& blo
     auto repo = local_clone();
     if (!repo) {
         return std::unexpected(repo.error());
+    }
+    // The size first, from the object's header: a 100 MB blob would be
+    // inflated and copied (twice its size in memory) only to be refused.
+    // Worded like read_work_tree_file's refusal.
+    if (git_odb* odb = nullptr; git_repository_odb(&odb, *repo) == 0) {
+        std::size_t size = 0;
+        git_object_t type = GIT_OBJECT_INVALID;
+        const int rc = git_odb_read_header(&size, &type, odb, &oid);
+        git_odb_free(odb);
+        if (const std::size_t limit = YamlLimits{}.max_file_bytes; rc == 0 && size > limit) {
+            return error("file is " + std::to_string(size / (1024 * 1024)) + " MiB; the limit is " +
+                         std::to_string(limit / (1024 * 1024)) + " MiB");
+        }
     }
     git_blob* raw = nullptr;
     if (int rc = git_blob_lookup(&raw, *repo, &oid); rc != 0) {
