@@ -631,6 +631,13 @@ int Daemon::run()
     m_git.emplace(m_config.git);
     m_intake.emplace(*m_git, *m_store);
     m_intake->restore();
+    if (auto current = m_intake->current()) {
+        // The revision in force survives a restart, even before the next poll succeeds.
+        std::lock_guard lock(m_view_mutex);
+        m_view.revision = current->revision;
+        m_view.revision_author = m_intake->current_commit().author_name;
+        m_view.revision_summary = m_intake->current_commit().summary;
+    }
 
     // The Kubernetes half runs on its own thread; it starts from the
     // inventory of the last pass, so removals made while down are pruned.
