@@ -339,6 +339,12 @@ std::string render_status(const nlohmann::json& arguments, std::string_view text
     if (auto git_error = str(arguments, "gitError"); !git_error.empty()) {
         rows.emplace_back("Git error", git_error);
     }
+    if (auto ironic_error = str(arguments, "ironicError"); !ironic_error.empty()) {
+        rows.emplace_back("Ironic error", ironic_error);
+    }
+    if (auto store_error = str(arguments, "storeError"); !store_error.empty()) {
+        rows.emplace_back("Store error", store_error);
+    }
     const json& rejected = field(arguments, "rejected");
     if (rejected.is_object()) {
         const json& errors = field(rejected, "errors");

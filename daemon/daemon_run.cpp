@@ -123,6 +123,7 @@ struct LoopView {
     std::string rejected_commit;
     std::vector<std::string> rejected_errors;
     std::string ironic_error;
+    std::string store_error;  // the last failed write to the state database, until one succeeds
     std::map<std::string, NodeView> nodes;
     Plan plan;
     bool ready = false;
@@ -145,6 +146,24 @@ private:
     void record_completions(double now);
     void request_wakeup();
     void update_gauges();
+
+    // A store write's outcome: a failure is logged (once per distinct
+    // message) and shown in status until a later write succeeds.
+    template <class T>
+    void checked(const std::expected<T, StoreError>& result, const char* what)
+    {
+        std::lock_guard lock(m_view_mutex);
+        if (result) {
+            if (!m_view.store_error.empty()) {
+                spdlog::info("store: writes succeed again");
+                m_view.store_error.clear();
+            }
+            return;
+        }
+        std::string message = std::string(what) + ": " + result.error().message;
+        if (message != m_view.store_error) spdlog::error("store: {} failed: {}", what, result.error().message);
+        m_view.store_error = std::move(message);
+    }
     void wait_next_tick(std::chrono::milliseconds max_wait);
     std::chrono::milliseconds next_poll_delay(bool failed);
     ExecutorLimits effective_limits() const;
@@ -332,7 +351,7 @@ bool Daemon::observe(double now)
         m_view.ironic_error.clear();
     }
     std::lock_guard store_lock(m_store_mutex);
-    (void)m_store->replace_observed(*observed, now);
+    checked(m_store->replace_observed(*observed, now), "replace_observed");
     auto tx = m_store->transaction();
     for (const auto& [name, node] : observed->nodes) {
         auto status = status_of(name);
@@ -348,7 +367,7 @@ bool Daemon::observe(double now)
                 status.since = now;
             }
             m_status[name] = status;
-            (void)m_store->put_node_status(status);
+            checked(m_store->put_node_status(status), "put_node_status");
         }
     }
     if (tx) {
@@ -391,7 +410,7 @@ void Daemon::plan_and_submit(double now)
                     status.last_error.clear();
                 }
                 m_status[name] = status;
-                (void)m_store->put_node_status(status);
+                checked(m_store->put_node_status(status), "put_node_status");
             }
             memory[name] = node_memory(status);
         }
@@ -433,7 +452,7 @@ void Daemon::plan_and_submit(double now)
         auto tx = m_store->transaction();
         for (auto& c : replaced.cancelled) {
             if (c.journal_id > 0) {
-                (void)m_store->journal_cancel(c.journal_id, "no longer planned: desired or observed state changed", now);
+                checked(m_store->journal_cancel(c.journal_id, "no longer planned: desired or observed state changed", now), "journal_cancel");
             }
         }
         if (tx) {
@@ -478,8 +497,8 @@ void Daemon::record_completions(double now)
         std::string verb = to_string(a.verb);
         m_metrics.action_finished(verb, DaemonMetrics::action_outcome(r));
         if (c.item.journal_id > 0) {
-            (void)m_store->journal_finish(c.item.journal_id, r.ok ? JournalState::done : JournalState::failed,
-                                          r.ok ? r.summary : r.error, now);
+            checked(m_store->journal_finish(c.item.journal_id, r.ok ? JournalState::done : JournalState::failed,
+                                          r.ok ? r.summary : r.error, now), "journal_finish");
         }
         auto status = status_of(a.node);
         NodeMemory memory = node_memory(status);
@@ -504,7 +523,7 @@ void Daemon::record_completions(double now)
             spdlog::warn("node {}: {} failed ({}): {}", a.node, verb, r.error_type, r.error);
         }
         m_status[a.node] = status;
-        (void)m_store->put_node_status(status);
+        checked(m_store->put_node_status(status), "put_node_status");
         Event e;
         e.time = now;
         e.object_kind = "Node";
@@ -513,7 +532,7 @@ void Daemon::record_completions(double now)
         e.message = r.ok ? (r.summary.empty() ? a.reason : r.summary) : r.error;
         e.revision = c.item.revision;
         e.author = c.item.author;
-        (void)m_store->add_event(e);
+        checked(m_store->add_event(e), "add_event");
     }
     if (tx) {
         (void)tx->commit();
@@ -594,7 +613,7 @@ int Daemon::run()
     if (auto unfinished = m_store->journal_unfinished(); unfinished && !unfinished->empty()) {
         double now = unix_now();
         for (const auto& e : *unfinished) {
-            (void)m_store->journal_cancel(e.id, "interrupted by a daemon restart; re-observed and planned again", now);
+            checked(m_store->journal_cancel(e.id, "interrupted by a daemon restart; re-observed and planned again", now), "journal_cancel");
         }
         spdlog::warn("journal: {} actions were interrupted by the last stop; re-observing before acting",
                      unfinished->size());
@@ -651,7 +670,7 @@ int Daemon::run()
         kube_settings(m_config), std::move(inventory),
         [this](const Event& e) {
             std::lock_guard lock(m_store_mutex);
-            (void)m_store->add_event(e);
+            checked(m_store->add_event(e), "add_event");
         },
         [this](const std::string& revision, const std::vector<ObjectRef>& refs) {
             std::vector<KubeInventoryRow> rows;
@@ -706,9 +725,11 @@ int Daemon::run()
             entry.revision = item.revision;
             entry.author = item.author;
             entry.created_at = unix_now();
-            if (auto id = self->m_store->journal_add(entry)) {
+            auto id = self->m_store->journal_add(entry);
+            self->checked(id, "journal_add");
+            if (id) {
                 item.journal_id = *id;
-                (void)self->m_store->journal_mark_running(*id, entry.created_at);
+                self->checked(self->m_store->journal_mark_running(*id, entry.created_at), "journal_mark_running");
             }
         });
     m_executor->start();
@@ -900,6 +921,7 @@ void Daemon::register_commands(ControlServer& server)
                 {"lastSuccessfulPoll", m_view.last_poll_ok},
                 {"gitError", m_view.git_error.empty() ? nlohmann::json() : nlohmann::json(m_view.git_error)},
                 {"ironicError", m_view.ironic_error.empty() ? nlohmann::json() : nlohmann::json(m_view.ironic_error)},
+                {"storeError", m_view.store_error.empty() ? nlohmann::json() : nlohmann::json(m_view.store_error)},
                 {"rejected", m_view.rejected_commit.empty()
                                  ? nlohmann::json()
                                  : nlohmann::json{{"commit", m_view.rejected_commit}, {"errors", m_view.rejected_errors}}},
@@ -913,6 +935,7 @@ void Daemon::register_commands(ControlServer& server)
             if (!m_view.ready) text += "; no revision accepted yet";
             if (!m_view.git_error.empty()) text += "; git: " + m_view.git_error;
             if (!m_view.ironic_error.empty()) text += "; ironic: " + m_view.ironic_error;
+            if (!m_view.store_error.empty()) text += "; store: " + m_view.store_error;
             if (!m_view.rejected_commit.empty()) text += "; revision " + short_id(m_view.rejected_commit) + " rejected";
             if (kube.enabled || !kube.error.empty()) text += "; " + kube_status_text(kube);
             return {k_result_success, text, args};
