@@ -1,6 +1,7 @@
 #include "sources/document_parser.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <span>
 #include <spanstream>
 
@@ -47,6 +48,32 @@ private:
     YAML::Mark m_last;
     bool m_started = false;
 };
+
+// Whether yaml-cpp could meet a ',' token where a document's node starts:
+// only a ',' at the start of a token can be one (inside a plain scalar it is
+// text). Conservative: a ',' after whitespace, a line start, an indicator, a
+// quote or a flow bracket, or after an anchor, alias or tag name, answers
+// true; a false "true" costs one more pass over the file, never a hang. Most
+// files (commas only between flow entries like `[a, b]`) answer false and are
+// parsed once.
+bool may_stall_on_comma(std::string_view text)
+{
+    // Characters that continue a plain scalar or a name without starting a token.
+    auto name_char = [](unsigned char c) {
+        return std::isalnum(c) != 0 || c >= 0x80 || std::string_view("_-./)%+=~@$^;").find(static_cast<char>(c)) !=
+                                                        std::string_view::npos;
+    };
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != ',') continue;
+        if (i == 0 || !name_char(static_cast<unsigned char>(text[i - 1]))) {
+            return true;  // whitespace, line start, indicators, quotes, brackets, another ','
+        }
+        std::size_t k = i;
+        while (k > 0 && name_char(static_cast<unsigned char>(text[k - 1]))) --k;
+        if (k == 0 || text[k - 1] == '&' || text[k - 1] == '*' || text[k - 1] == '!') return true;
+    }
+    return false;
+}
 
 Position position_of(const YAML::Node& node)
 {
@@ -771,7 +798,7 @@ ParsedFile parse_file(const std::string& path, std::string_view content, const Y
     std::vector<YAML::Node> documents;
     try {
         // Read in place: LoadAll(std::string) would copy the file twice more.
-        {
+        if (may_stall_on_comma(content)) {
             std::ispanstream stream(std::span<const char>(content.data(), content.size()));
             YAML::Parser parser(stream);
             StalledDocumentGuard guard(content);

@@ -421,6 +421,14 @@ TEST_SUITE("sources")
             CHECK(parsed.diagnostics[0].reason == "YAML syntax error: unexpected ','");
             CHECK(parsed.nodes.empty());
         }
+        // The cheap pre-check that skips the guard pass for most files must
+        // never skip it where yaml-cpp would stall: each of these returns.
+        for (const char* text : {"-,", "&a,", "&a),", "a,", "!t,", "*a,", "? ,", "key: x\n,", "\xEF\xBB\xBF,",
+                                 "a: b\n---\n&x ,", "[a]\n,", "\"q\",", "'q',", "a: |\n  x\n,", "\t,"}) {
+            CAPTURE(text);
+            auto parsed = parse(text);
+            CHECK(parsed.nodes.empty());
+        }
         auto ok = parse("a: [1, 2]\n---\n{b: c, d: e}\n---\n---\n");
         CHECK_FALSE(ok.diagnostics.empty());  // documents of no kind, but no syntax error
         for (const auto& d : ok.diagnostics) {
