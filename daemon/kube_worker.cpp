@@ -200,6 +200,12 @@ bool KubeWorker::ensure_client(KubeSnapshot& next, const KubeWorkerSettings& set
         next.error = connection.error();
         return false;
     }
+    if (connection->server.starts_with("http://") &&
+        (!connection->bearer_token.empty() || !connection->token_file.empty())) {
+        // kubectl refuses this outright; we only warn, for test and lab setups.
+        spdlog::warn("kubernetes: {} is plain http: the bearer token of {} crosses the network unencrypted",
+                     connection->server, connection->file.string());
+    }
     m_client = std::make_unique<KubeClient>(std::move(*connection), settings.timeout);
     m_client_key = key;
     return true;
