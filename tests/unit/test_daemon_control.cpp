@@ -636,10 +636,13 @@ TEST_SUITE("daemon")
     TEST_CASE("cli: the binary against a live server")
     {
         Fixture f;
-        ControlServer server(f.socket);
         json status = json::parse(R"({"revision": "3f2a1c9d8e7f", "lastPoll": 1795615380,
             "nodes": {"total": 2, "atGoal": 1, "byCondition": {"at-goal": 1, "failed": 1}}})");
         std::atomic<bool> converged{false};
+        // After what its handlers read: the server (and its threads) go first
+        // at the end of the scope (ThreadSanitizer saw `status` destroyed
+        // while a connection thread could still be finishing with it).
+        ControlServer server(f.socket);
         server.add_command(
             "status-get",
             [&](const ControlRequest&) {
