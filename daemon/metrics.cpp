@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "reconcilers/plan.hpp"
+#include "sources/yaml_reader.hpp"
 
 namespace metalsync::metrics {
 
@@ -104,42 +105,12 @@ private:
 
 namespace {
 
-// Length of the valid UTF-8 sequence starting at text[pos], or 0 when the
-// bytes there are not one (stray continuation, overlong, surrogate, > U+10FFFF).
-std::size_t utf8_sequence(std::string_view text, std::size_t pos)
-{
-    auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
-    unsigned char lead = byte(pos);
-    if (lead < 0x80) return 1;
-    std::size_t len = 0;
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xBF;
-    if (lead >= 0xC2 && lead <= 0xDF) {
-        len = 2;
-    } else if (lead >= 0xE0 && lead <= 0xEF) {
-        len = 3;
-        if (lead == 0xE0) lo = 0xA0;
-        if (lead == 0xED) hi = 0x9F;
-    } else if (lead >= 0xF0 && lead <= 0xF4) {
-        len = 4;
-        if (lead == 0xF0) lo = 0x90;
-        if (lead == 0xF4) hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (pos + len > text.size()) return 0;
-    if (byte(pos + 1) < lo || byte(pos + 1) > hi) return 0;
-    for (std::size_t i = 2; i < len; ++i) {
-        if (byte(pos + i) < 0x80 || byte(pos + i) > 0xBF) return 0;
-    }
-    return len;
-}
 
 void append_escaped(std::string& out, std::string_view text, bool quotes)
 {
     for (std::size_t i = 0; i < text.size();) {
         char c = text[i];
-        std::size_t len = utf8_sequence(text, i);
+        std::size_t len = utf8_sequence_length(text, i);
         if (len == 0) {
             out += "\xEF\xBF\xBD";
             ++i;

@@ -655,44 +655,40 @@ bool is_credentials_name(std::string_view s)
            s.find("..") == std::string_view::npos;
 }
 
+std::size_t utf8_sequence_length(std::string_view s, std::size_t pos)
+{
+    auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+    const unsigned char lead = byte(pos);
+    if (lead < 0x80) return 1;
+    std::size_t len = 0;
+    unsigned char lo = 0x80;  // bounds of the second byte: they exclude overlongs,
+    unsigned char hi = 0xBF;  // surrogates and code points past U+10FFFF
+    if (lead >= 0xC2 && lead <= 0xDF) {
+        len = 2;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+        len = 3;
+        if (lead == 0xE0) lo = 0xA0;
+        if (lead == 0xED) hi = 0x9F;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+        len = 4;
+        if (lead == 0xF0) lo = 0x90;
+        if (lead == 0xF4) hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (pos + len > s.size()) return 0;
+    if (byte(pos + 1) < lo || byte(pos + 1) > hi) return 0;
+    for (std::size_t i = 2; i < len; ++i) {
+        if (byte(pos + i) < 0x80 || byte(pos + i) > 0xBF) return 0;
+    }
+    return len;
+}
+
 bool is_valid_utf8(std::string_view s, std::size_t* bad_offset)
 {
-    std::size_t i = 0;
-    while (i < s.size()) {
-        auto c = static_cast<unsigned char>(s[i]);
-        std::size_t len = 0;
-        std::uint32_t cp = 0;
-        if (c < 0x80) {
-            ++i;
-            continue;
-        }
-        if ((c & 0xE0) == 0xC0) {
-            len = 2;
-            cp = c & 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            len = 3;
-            cp = c & 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            if (bad_offset != nullptr) *bad_offset = i;
-            return false;
-        }
-        if (i + len > s.size()) {
-            if (bad_offset != nullptr) *bad_offset = i;
-            return false;
-        }
-        for (std::size_t k = 1; k < len; ++k) {
-            auto cc = static_cast<unsigned char>(s[i + k]);
-            if ((cc & 0xC0) != 0x80) {
-                if (bad_offset != nullptr) *bad_offset = i;
-                return false;
-            }
-            cp = (cp << 6) | (cc & 0x3F);
-        }
-        bool overlong = (len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
-        if (overlong || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+    for (std::size_t i = 0; i < s.size();) {
+        const std::size_t len = utf8_sequence_length(s, i);
+        if (len == 0) {
             if (bad_offset != nullptr) *bad_offset = i;
             return false;
         }

@@ -86,5 +86,9 @@ private:
 [[nodiscard]] bool is_object_name(std::string_view s);
 [[nodiscard]] bool is_credentials_name(std::string_view s);
 [[nodiscard]] bool is_valid_utf8(std::string_view s, std::size_t* bad_offset = nullptr);
+// Length of the valid UTF-8 sequence starting at s[pos] (1 for ASCII), or 0
+// when the bytes there are not one (stray continuation, overlong, surrogate,
+// beyond U+10FFFF, truncated). pos < s.size().
+[[nodiscard]] std::size_t utf8_sequence_length(std::string_view s, std::size_t pos);
 
 } // namespace metalsync
