@@ -118,7 +118,6 @@ std::string render_cluster_list(const json& arguments)
 
 std::string render_cluster(const json& arguments, bool grouping, std::int64_t now)
 {
-    (void)now;
     const json& c = field(arguments, "cluster");
     Rows rows{{"NAME", "READY", "PHASE", "REPLICAS", "VERSION", "MESSAGE"}};
     rows.push_back({"Cluster/" + str(c, "name"), ready_of(c), or_dash(str(c, "phase")), "", "", message_of(c)});
@@ -176,7 +175,7 @@ std::string render_cluster(const json& arguments, bool grouping, std::int64_t no
         out += "\nRecent events:\n";
         Rows event_rows;
         for (auto it = events.rbegin(); it != events.rend(); ++it) {
-            event_rows.push_back({age_text(field(*it, "time"), now_seconds()), str(*it, "name"), str(*it, "message")});
+            event_rows.push_back({age_text(field(*it, "time"), now), str(*it, "name"), str(*it, "message")});
         }
         out += table(event_rows, "  ");
     }

@@ -62,11 +62,6 @@ std::string summary_line(const json& summary)
 
 } // namespace
 
-std::vector<std::pair<std::string, std::string>> capi_status_kinds()
-{
-    return {{k_capi_api_version, "Cluster"}, {k_capi_api_version, "MachineDeployment"}, {k_capi_api_version, "Machine"}};
-}
-
 KubeWorker::KubeWorker(KubeWorkerSettings settings, std::vector<ObjectRef> inventory, EventSink events,
                        InventorySink save)
     : m_settings(std::move(settings)),

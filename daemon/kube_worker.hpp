@@ -111,7 +111,4 @@ private:
     std::thread m_thread;
 };
 
-// Cluster API kinds whose status the worker reads for the cluster tree.
-[[nodiscard]] std::vector<std::pair<std::string, std::string>> capi_status_kinds();
-
 } // namespace metalsync

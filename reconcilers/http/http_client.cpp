@@ -155,10 +155,9 @@ std::expected<HttpResponse, TransportError> HttpClient::request(std::string_view
     return response;
 }
 
-std::string basic_authorization(std::string_view user, std::string_view password)
+std::string base64_encode(std::string_view in)
 {
     static constexpr char k_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string in = std::string(user) + ":" + std::string(password);
     std::string out;
     size_t i = 0;
     for (; i + 2 < in.size(); i += 3) {
@@ -181,7 +180,12 @@ std::string basic_authorization(std::string_view user, std::string_view password
         out += k_alphabet[(n >> 6U) & 63U];
         out += '=';
     }
-    return "Basic " + out;
+    return out;
+}
+
+std::string basic_authorization(std::string_view user, std::string_view password)
+{
+    return "Basic " + base64_encode(std::string(user) + ":" + std::string(password));
 }
 
 std::string url_escape(std::string_view text)

@@ -65,6 +65,9 @@ private:
     std::unique_ptr<Impl> m_impl;
 };
 
+// Standard base64 (RFC 4648) with padding.
+std::string base64_encode(std::string_view in);
+
 // "Basic <base64(user:password)>", the value of an Authorization header.
 std::string basic_authorization(std::string_view user, std::string_view password);
 

@@ -116,35 +116,6 @@ std::vector<std::pair<std::string, bool>> crd_kinds(const json& crd)
     return out;
 }
 
-std::string base64_encode(std::string_view in)
-{
-    static constexpr char k_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    out.reserve((in.size() + 2) / 3 * 4);
-    std::size_t i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-        const unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
-                           static_cast<unsigned char>(in[i + 2]);
-        out += k_chars[(v >> 18) & 63];
-        out += k_chars[(v >> 12) & 63];
-        out += k_chars[(v >> 6) & 63];
-        out += k_chars[v & 63];
-    }
-    if (i + 1 == in.size()) {
-        const unsigned v = static_cast<unsigned char>(in[i]) << 16;
-        out += k_chars[(v >> 18) & 63];
-        out += k_chars[(v >> 12) & 63];
-        out += "==";
-    } else if (i + 2 == in.size()) {
-        const unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
-        out += k_chars[(v >> 18) & 63];
-        out += k_chars[(v >> 12) & 63];
-        out += k_chars[(v >> 6) & 63];
-        out += '=';
-    }
-    return out;
-}
-
 // What the server will hold for the fields `desired` sets: Secret stringData
 // folded into data, the revision annotation dropped.
 json comparable(const json& desired)

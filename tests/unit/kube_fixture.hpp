@@ -27,33 +27,6 @@
 
 namespace metalsync::test {
 
-inline std::string base64_encode(std::string_view in)
-{
-    static constexpr char k_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    std::size_t i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-        const unsigned n = (static_cast<unsigned char>(in[i]) << 16U) | (static_cast<unsigned char>(in[i + 1]) << 8U) |
-                           static_cast<unsigned char>(in[i + 2]);
-        for (unsigned shift : {18U, 12U, 6U, 0U}) {
-            out += k_alphabet[(n >> shift) & 63U];
-        }
-    }
-    if (i + 1 == in.size()) {
-        const unsigned n = static_cast<unsigned char>(in[i]) << 16U;
-        out += k_alphabet[(n >> 18U) & 63U];
-        out += k_alphabet[(n >> 12U) & 63U];
-        out += "==";
-    } else if (i + 2 == in.size()) {
-        const unsigned n = (static_cast<unsigned char>(in[i]) << 16U) | (static_cast<unsigned char>(in[i + 1]) << 8U);
-        out += k_alphabet[(n >> 18U) & 63U];
-        out += k_alphabet[(n >> 12U) & 63U];
-        out += k_alphabet[(n >> 6U) & 63U];
-        out += '=';
-    }
-    return out;
-}
-
 // A CA, a server certificate for 127.0.0.1 and localhost, and a client
 // certificate, all signed by the CA, in `dir`.
 struct TestPki {
