@@ -154,6 +154,14 @@ std::expected<BmcCredentials, std::string> CredentialsDirectory::read(const std:
         }
         credentials.username = std::move(*username);
         credentials.password = std::move(*password);
+        if (const auto suite = doc["cipherSuite"]; suite.IsDefined() && !suite.IsNull()) {
+            int value = -1;
+            if (!suite.IsScalar() || !YAML::convert<int>::decode(suite, value) || value < 0 || value > 17) {
+                return std::unexpected("credentials file " + path.string() +
+                                       ": `cipherSuite` is not an IPMI cipher suite number (0 to 17)");
+            }
+            credentials.cipher_suite = value;
+        }
     } catch (const YAML::Exception& e) {
         return std::unexpected("credentials file " + path.string() + " could not be read (line " +
                                std::to_string(e.mark.line + 1) + ")");
@@ -165,8 +173,12 @@ std::expected<BmcCredentials, std::string> CredentialsDirectory::read(const std:
 std::string secret_hmac(const BmcCredentials& credentials, const std::string& key)
 {
     // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
-    const std::string message = std::to_string(credentials.username.size()) + ":" + credentials.username +
-                                std::to_string(credentials.password.size()) + ":" + credentials.password;
+    // The suite only when set, so that files without one keep their hash.
+    std::string message = std::to_string(credentials.username.size()) + ":" + credentials.username +
+                          std::to_string(credentials.password.size()) + ":" + credentials.password;
+    if (credentials.cipher_suite) {
+        message += "cipher:" + std::to_string(*credentials.cipher_suite);
+    }
     return "hmac-sha256:" + to_hex(hmac_sha256(key, message));
 }
 
@@ -254,7 +266,7 @@ current_secret_hashes(const DesiredState& desired, const CredentialsDirectory& c
 CredentialKeys credential_keys(const std::string& driver)
 {
     if (driver == "ipmi" || driver == "fake-hardware") {
-        return {"ipmi_username", "ipmi_password"};
+        return {"ipmi_username", "ipmi_password", "ipmi_cipher_suite"};
     }
     if (driver == "redfish" || driver == "idrac") {
         return {"redfish_username", "redfish_password"};

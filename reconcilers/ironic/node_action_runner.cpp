@@ -62,8 +62,18 @@ std::expected<json, ActionResult> secret_ops(const Action& action, const std::st
         return std::unexpected(failed("validation", "node " + action.node + ": driver '" + driver +
                                                         "' takes no credentials metalsync knows how to write"));
     }
-    return json::array({{{"op", "add"}, {"path", "/driver_info/" + keys.username}, {"value", credentials.username}},
-                        {{"op", "add"}, {"path", "/driver_info/" + keys.password}, {"value", credentials.password}}});
+    json ops = json::array();
+    ops.push_back({{"op", "add"}, {"path", "/driver_info/" + keys.username}, {"value", credentials.username}});
+    ops.push_back({{"op", "add"}, {"path", "/driver_info/" + keys.password}, {"value", credentials.password}});
+    if (credentials.cipher_suite) {
+        if (keys.cipher_suite.empty()) {
+            return std::unexpected(failed("validation", "node " + action.node + ": driver '" + driver +
+                                                            "' takes no cipher suite (cipherSuite is for IPMI)"));
+        }
+        ops.push_back(
+            {{"op", "add"}, {"path", "/driver_info/" + keys.cipher_suite}, {"value", *credentials.cipher_suite}});
+    }
+    return ops;
 }
 
 json instance_info_ops(const json& instance_info)
@@ -186,6 +196,9 @@ class ActionRun {
             }
             body["driver_info"][keys.username] = read->username;
             body["driver_info"][keys.password] = read->password;
+            if (read->cipher_suite) {
+                body["driver_info"][keys.cipher_suite] = *read->cipher_suite;
+            }
             enrolled.secret_hash = secret_hmac(*read, m_hmac_key);
             credentials = std::move(*read);
         }
