@@ -490,6 +490,18 @@ std::string render_node(const nlohmann::json& arguments, std::int64_t now)
                    (waiting.empty() ? "" : ")");
     }
     add("Waiting on", waiting);
+    if (const json& inspection = field(node, "inspection"); inspection.is_object()) {
+        add("Inspected", str(inspection, "summary"));
+        if (field(inspection, "matches").is_boolean()) {
+            std::string check = field(inspection, "matches") == true
+                                    ? "matches"
+                                    : "MISMATCH: " + list_text(field(inspection, "mismatches"), "; ");
+            if (const json& unchecked = field(inspection, "unchecked"); unchecked.is_array() && !unchecked.empty()) {
+                check += "; " + list_text(unchecked, "; ");
+            }
+            add("Expect", check);
+        }
+    }
     out += key_values(rows);
 
     const json& events = field(arguments, "events");

@@ -36,6 +36,7 @@
 #include "daemon/revision_intake.hpp"
 #include "reconcilers/credentials.hpp"
 #include "reconcilers/ironic/ironic_client.hpp"
+#include "reconcilers/inspection.hpp"
 #include "reconcilers/ironic/node_action_runner.hpp"
 #include "reconcilers/node_memory_conversion.hpp"
 #include "reconcilers/node_planner.hpp"
@@ -111,6 +112,7 @@ struct NodeView {
     std::string message;
     std::string uuid;
     std::string bmc;
+    nlohmann::json inspection;  // inspection_json(): collected hardware and the check against expect; null when none
 };
 
 struct LoopView {
@@ -146,6 +148,7 @@ private:
     void record_completions(double now);
     void request_wakeup();
     void update_gauges();
+    std::optional<Event> note_inspection(const Completion& completion, NodeStatus& status, double now);
 
     // A store write's outcome: a failure is logged (once per distinct
     // message) and shown in status until a later write succeeds.
@@ -187,6 +190,7 @@ private:
     DaemonMetrics m_metrics{METALSYNC_VERSION, unix_now()};
     std::unique_ptr<MetricsServer> m_metrics_server;
     std::map<std::string, NodeStatus> m_status;  // node_status rows, cached
+    std::map<std::string, InspectionMemory> m_inspections;  // inspection rows, cached; under m_store_mutex
     ObservedState m_observed;
 
     mutable std::mutex m_view_mutex;
@@ -413,6 +417,7 @@ void Daemon::plan_and_submit(double now)
                 checked(m_store->put_node_status(status), "put_node_status");
             }
             memory[name] = node_memory(status);
+            if (auto it = m_inspections.find(name); it != m_inspections.end()) memory[name].inspection = it->second;
         }
         for (const auto& [name, status] : m_status) {
             if (!memory.contains(name)) memory[name] = node_memory(status);
@@ -472,6 +477,9 @@ void Daemon::plan_and_submit(double now)
         if (auto it = desired->nodes.find(v.node); it != desired->nodes.end()) {
             nv.goal = to_string(it->second.provision_state);
             nv.bmc = it->second.bmc.address;
+            if (auto m = memory.find(v.node); m != memory.end() && m->second.inspection) {
+                nv.inspection = inspection_json(m->second.inspection->hardware, it->second.expect);
+            }
         }
         if (auto st = m_status.find(v.node); st != m_status.end() && st->second.last_error_type == "validation" &&
                                               desired->nodes.contains(v.node)) {
@@ -522,6 +530,7 @@ void Daemon::record_completions(double now)
             }
             spdlog::warn("node {}: {} failed ({}): {}", a.node, verb, r.error_type, r.error);
         }
+        auto inspection_event = note_inspection(c, status, now);
         m_status[a.node] = status;
         checked(m_store->put_node_status(status), "put_node_status");
         Event e;
@@ -533,10 +542,59 @@ void Daemon::record_completions(double now)
         e.revision = c.item.revision;
         e.author = c.item.author;
         checked(m_store->add_event(e), "add_event");
+        if (inspection_event) checked(m_store->add_event(*inspection_event), "add_event");
     }
     if (tx) {
         (void)tx->commit();
     }
+}
+
+// An inspection requested (or a new enrollment) drops the last result; a
+// collected one is stored once and checked against the node's expect as Git
+// says it now. A mismatch is the node's error until an action succeeds (the
+// planner holds the node, so that is a new expect's re-inspection or provide).
+std::optional<Event> Daemon::note_inspection(const Completion& completion, NodeStatus& status, double now)
+{
+    const auto& a = completion.item.action;
+    const auto& r = completion.result;
+    if (!r.ok) return std::nullopt;
+    if (r.inspected) {
+        m_inspections.erase(a.node);
+        checked(m_store->delete_inspection(a.node), "delete_inspection");
+    }
+    // A second collection of the same inspection (planned again before the
+    // first one's completion was recorded) is not stored or judged twice.
+    if (!r.inspection || m_inspections.contains(a.node)) return std::nullopt;
+    auto record = inspection_record(a.node, r.uuid, *r.inspection, now);
+    checked(m_store->save_inspection(record), "save_inspection");
+    auto memory = inspection_memory(record);
+    m_inspections[a.node] = memory;
+    Event e;
+    e.time = now;
+    e.object_kind = "Node";
+    e.object_name = a.node;
+    e.revision = completion.item.revision;
+    e.author = completion.item.author;
+    HardwareExpectation expect;
+    if (const auto desired = m_intake->current()) {
+        if (auto it = desired->nodes.find(a.node); it != desired->nodes.end()) expect = it->second.expect;
+    }
+    auto check = check_expectation(expect, memory.hardware);
+    const std::string hardware = describe(memory.hardware);
+    if (!check.ok()) {
+        e.name = events::k_node_inspection_mismatch;
+        e.message = "inspection does not match expect: " + check.mismatch_text() + " (inspected " + hardware +
+                    "; revision " + short_id(e.revision) + "); held at manageable";
+        status.last_error_type = "inspection-mismatch";
+        status.last_error = check.mismatch_text();
+        spdlog::warn("node {}: {}", a.node, e.message);
+    } else {
+        e.name = events::k_node_inspection_matched;
+        e.message = has_expectation(expect) ? "inspection matched expect (" + check.match_text() + "): " + hardware
+                                            : "inspection collected (no expect to check): " + hardware;
+        spdlog::info("node {}: {}", a.node, e.message);
+    }
+    return e;
 }
 
 void Daemon::tick()
@@ -606,6 +664,9 @@ int Daemon::run()
         for (auto& s : *statuses) {
             m_status[s.name] = s;
         }
+    }
+    if (auto inspections = m_store->list_inspections()) {
+        for (const auto& record : *inspections) m_inspections[record.name] = inspection_memory(record);
     }
     // After a crash: actions that were pending or running are not redone
     // blindly. Each tick re-observes Ironic first and plans again from what
@@ -882,6 +943,7 @@ nlohmann::json Daemon::node_json(const std::string& name, const NodeView& view, 
                         {"message", view.message},
                         {"uuid", view.uuid},
                         {"bmc", view.bmc}};
+    if (!view.inspection.is_null()) j["inspection"] = view.inspection;
     if (status != nullptr) {
         j["attempts"] = status->attempts;
         j["lastErrorType"] = status->last_error_type;

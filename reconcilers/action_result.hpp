@@ -7,6 +7,8 @@
 #include <optional>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 namespace metalsync {
 
 struct ActionResult {
@@ -23,6 +25,9 @@ struct ActionResult {
     std::optional<std::string> config_drive_hash;
     std::optional<bool> inspected;
     std::optional<bool> was_active;
+    // collect_inspection: what was read, as collected_inspection() shapes it
+    // (reconcilers/inspection.hpp); the daemon stores it.
+    std::optional<nlohmann::json> inspection;
 };
 
 } // namespace metalsync

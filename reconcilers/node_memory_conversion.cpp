@@ -52,10 +52,31 @@ void apply_result(NodeMemory& memory, const ActionResult& result)
     }
     if (result.inspected) {
         memory.inspected = *result.inspected;
+        memory.inspection.reset();
+    }
+    if (result.inspection) {
+        memory.inspection = InspectionMemory{hardware_from_collected(*result.inspection),
+                                             expect_key_of(*result.inspection)};
     }
     if (result.was_active) {
         memory.was_active = *result.was_active;
     }
+}
+
+InspectionMemory inspection_memory(const InspectionRecord& record)
+{
+    return InspectionMemory{hardware_from_collected(record.inventory), expect_key_of(record.inventory)};
+}
+
+InspectionRecord inspection_record(const std::string& name, const std::string& uuid, const nlohmann::json& collected,
+                                   double now)
+{
+    InspectionRecord record;
+    record.name = name;
+    record.uuid = uuid;
+    record.inventory = collected;
+    record.collected_at = now;
+    return record;
 }
 
 void learn_from_observation(NodeMemory& memory, const ObservedNode& node)

@@ -20,8 +20,17 @@ void store_memory(NodeStatus& status, const NodeMemory& memory);
 
 // The memory updates of a successful result (its set optionals, and the uuid).
 // A failed result changes nothing here: attempts and backoff are the
-// executor's to count.
+// executor's to count. A result that sets `inspected` (an inspection
+// requested, a new enrollment) drops the collected inspection: it described
+// the hardware before; one that carries an inspection sets it.
 void apply_result(NodeMemory& memory, const ActionResult& result);
+
+// The store's inspection row <-> the planner's InspectionMemory. The row
+// keeps what was read whole (the inventory JSON or the properties subset,
+// with its source), the memory only the facts the planner compares.
+[[nodiscard]] InspectionMemory inspection_memory(const InspectionRecord& record);
+[[nodiscard]] InspectionRecord inspection_record(const std::string& name, const std::string& uuid,
+                                                 const nlohmann::json& collected, double now);
 
 // What one observation of the node teaches the memory:
 // - uuid: the one Ironic reports;

@@ -282,6 +282,38 @@ struct NodePlanner {
         return false;
     }
 
+    // A manageable node that was inspected: collect the result once, inspect
+    // again when `expect` changed since, hold it while the result does not
+    // meet `expect`. True when the node may go on (clean steps, provide).
+    bool plan_inspection_gate(const NodeSpec& spec, const NodeMemory& mem)
+    {
+        const std::string key = expect_key(spec.expect);
+        if (!mem.inspection) {
+            if (backoff_holds(&mem)) {
+                verdict(spec.name, NodeCondition::waiting, "inspected; reading its result after a failed attempt");
+                return false;
+            }
+            add(spec, ActionVerb::collect_inspection, "inspection finished: read its result", {{"expect", key}});
+            verdict(spec.name, NodeCondition::progressing, "inspected; reading the result");
+            return false;
+        }
+        if (mem.inspection->expect_key != key) {
+            // The schema's promise: a changed `expect` is checked against a
+            // fresh inspection (the hardware may have been fixed meanwhile).
+            add(spec, ActionVerb::inspect, "expect changed in Git since the last inspection: inspect again", {}, true);
+            verdict(spec.name, NodeCondition::progressing, "inspecting again for the new expect");
+            return false;
+        }
+        auto check = check_expectation(spec.expect, mem.inspection->hardware);
+        if (!check.ok()) {
+            verdict(spec.name, NodeCondition::failed,
+                    "inspection-mismatch: " + check.mismatch_text() +
+                        "; held at manageable (fix the hardware or expect in Git; a new expect inspects again)");
+            return false;
+        }
+        return true;
+    }
+
     void plan_existing(const NodeSpec& spec, const ObservedNode& node)
     {
         const std::string& st = node.provision_state;
@@ -331,6 +363,8 @@ struct NodePlanner {
             } else if (spec.inspect && (mem == nullptr || !mem->inspected)) {
                 add(spec, ActionVerb::inspect, "inspection asked for and not done since enrollment", {}, true);
                 progressing = true;
+            } else if (spec.inspect && !plan_inspection_gate(spec, *mem)) {
+                return;
             } else if (!spec.clean_steps.empty() && (mem == nullptr || mem->clean_steps_hash != steps_hash)) {
                 nlohmann::json steps = nlohmann::json::array();
                 for (const auto& s : spec.clean_steps) {

@@ -1,13 +1,22 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 
+#include "reconcilers/inspection.hpp"
 #include "reconcilers/observed_state.hpp"
 #include "reconcilers/plan.hpp"
 #include "sources/desired_state.hpp"
 
 namespace metalsync {
+
+// The result of the node's last inspection, once collected (the store's
+// inspection table; the daemon keeps it beside node_status).
+struct InspectionMemory {
+    InspectedHardware hardware;
+    std::string expect_key;             // expect_key() of the spec it was collected under
+};
 
 // What the store remembers of a node between ticks (never a credential).
 struct NodeMemory {
@@ -18,6 +27,9 @@ struct NodeMemory {
     std::string clean_steps_hash;       // manual clean steps already run for this list
     std::string config_drive_hash;      // config drive the node was last deployed with
     bool inspected = false;             // inspection done since enrollment
+    // Collected after the last inspection; empty from the inspect request
+    // until collect_inspection has read it.
+    std::optional<InspectionMemory> inspection;
     bool was_active = false;            // last seen active (adopt, never redeploy, if Ironic forgets it)
     std::string uuid;                   // last Ironic uuid seen
 };

@@ -13,6 +13,7 @@ const char* to_string(ActionVerb verb)
     case ActionVerb::delete_port: return "port-delete";
     case ActionVerb::manage: return "manage";
     case ActionVerb::inspect: return "inspect";
+    case ActionVerb::collect_inspection: return "inspection-collect";
     case ActionVerb::provide: return "provide";
     case ActionVerb::clean: return "clean";
     case ActionVerb::deploy: return "deploy";

@@ -21,6 +21,7 @@ enum class ActionVerb {
     delete_port,
     manage,
     inspect,
+    collect_inspection, // after inspection: read Ironic's inventory (or the node's properties), once
     provide,
     clean,             // manual clean steps, from manageable
     deploy,            // available -> active, with instance_info and config drive

@@ -77,6 +77,8 @@ public:
     [[nodiscard]] std::expected<std::vector<Event>, StoreError> list_events(const EventFilter& filter = {}) const;
 
     [[nodiscard]] std::expected<std::optional<InspectionRecord>, StoreError> load_inspection(std::string_view name) const;
+    // Every node's, ordered by name (the daemon loads them once at start).
+    [[nodiscard]] std::expected<std::vector<InspectionRecord>, StoreError> list_inspections() const;
 
     [[nodiscard]] std::expected<std::optional<NodeStatus>, StoreError> get_node_status(std::string_view name) const;
     [[nodiscard]] std::expected<std::vector<NodeStatus>, StoreError> list_node_statuses() const;
@@ -167,6 +169,8 @@ public:
     [[nodiscard]] std::expected<std::int64_t, StoreError> prune_events(double before);
 
     [[nodiscard]] std::expected<void, StoreError> save_inspection(const InspectionRecord& record);
+    // A new inspection was requested (or the node enrolled again): the old result no longer holds.
+    [[nodiscard]] std::expected<void, StoreError> delete_inspection(std::string_view name);
 
     [[nodiscard]] std::expected<void, StoreError> put_node_status(const NodeStatus& status);
     [[nodiscard]] std::expected<void, StoreError> delete_node_status(std::string_view name);

@@ -447,6 +447,32 @@ Result<std::optional<InspectionRecord>> StoreReads::load_inspection(std::string_
     return InspectionRecord{st->text(0), st->text(1), std::move(*inventory), st->real(3)};
 }
 
+Result<std::vector<InspectionRecord>> StoreReads::list_inspections() const
+{
+    std::lock_guard lock(m_connection->mutex);
+    auto& db = m_connection->db;
+    auto st = db.prepare("SELECT name, uuid, inventory, collected_at FROM inspection ORDER BY name",
+                         "listing inspection data");
+    if (!st) {
+        return std::unexpected(st.error());
+    }
+    std::vector<InspectionRecord> records;
+    while (true) {
+        auto row = st->step();
+        if (!row) {
+            return std::unexpected(row.error());
+        }
+        if (!*row) {
+            return records;
+        }
+        auto inventory = st->json(2);
+        if (!inventory) {
+            return std::unexpected(inventory.error());
+        }
+        records.push_back(InspectionRecord{st->text(0), st->text(1), std::move(*inventory), st->real(3)});
+    }
+}
+
 Result<std::optional<NodeStatus>> StoreReads::get_node_status(std::string_view name) const
 {
     std::lock_guard lock(m_connection->mutex);

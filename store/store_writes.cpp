@@ -322,6 +322,12 @@ Result<void> Store::save_inspection(const InspectionRecord& record)
                "saving inspection data", record.name, record.uuid, record.inventory, record.collected_at);
 }
 
+Result<void> Store::delete_inspection(std::string_view name)
+{
+    std::lock_guard lock(m_connection->mutex);
+    return run(m_connection->db, "DELETE FROM inspection WHERE name = ?1", "deleting inspection data", name);
+}
+
 Result<void> Store::put_node_status(const NodeStatus& status)
 {
     std::lock_guard lock(m_connection->mutex);

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "reconcilers/http/redact.hpp"
+#include "reconcilers/inspection.hpp"
 
 namespace metalsync {
 
@@ -126,6 +127,8 @@ class ActionRun {
             }
             return result;
         }
+        case ActionVerb::collect_inspection:
+            return collect_inspection();
         case ActionVerb::provide:
             return provision("provide", {}, "provide requested (automated cleaning)");
         case ActionVerb::clean:
@@ -449,6 +452,42 @@ class ActionRun {
             return api_failure(done.error());
         }
         return succeeded(summary);
+    }
+
+    // One GET: the inventory when Ironic has one (API 1.81+), else the
+    // properties inspection wrote, as last observed (the plan was made on an
+    // observation of the node back in manageable, after the inspection).
+    ActionResult collect_inspection()
+    {
+        if (m_observed == nullptr) {
+            return failed("not-found", "node " + m_action.node + ": not in Ironic, no inspection to read");
+        }
+        const std::string expect = string_param(params(), "expect");
+        auto inventory = m_client.get_inventory(ident());
+        std::string source = k_inspection_source_inventory;
+        json data;
+        std::string why;
+        if (inventory) {
+            data = std::move(*inventory);
+        } else if (inventory.error().http_status == 404 || inventory.error().http_status == 406) {
+            // 404: this inspect interface stored no inventory (fake, most
+            // out-of-band ones); 406: an Ironic older than 1.81.
+            source = k_inspection_source_properties;
+            data = inspection_properties(m_observed->properties);
+            why = inventory.error().http_status == 404 ? "Ironic holds no inventory for it"
+                                                       : "this Ironic has no inventory API";
+        } else {
+            return api_failure(inventory.error());
+        }
+        ActionResult result = succeeded(
+            "inspection result read from " +
+            (source == k_inspection_source_inventory ? std::string("Ironic's inventory")
+                                                     : "the node's properties (" + why + ")") +
+            ": " + describe(source == k_inspection_source_inventory ? hardware_from_inventory(data)
+                                                                       : hardware_from_properties(data)));
+        result.uuid = m_observed->uuid;
+        result.inspection = collected_inspection(source, std::move(data), expect);
+        return result;
     }
 
     ActionResult clean()

@@ -20,6 +20,9 @@
 //   `manage` retry. Counting "requested" as done is therefore sound, and it
 //   needs no extra state to tell "inspected and back to manageable" from
 //   "not yet inspected".
+// - collect_inspection: the inspection read (GET inventory, or the node's
+//   properties on 404/406), in `inspection`; the daemon stores it and the
+//   planner compares it with `expect` (reconcilers/inspection.hpp).
 // - clean: clean_steps_hash when the manual clean is requested; cleared the
 //   same way on `clean failed`.
 // - deploy / rebuild: config_drive_hash when requested.

@@ -530,6 +530,7 @@ TEST_SUITE("reconcilers")
         CHECK(port_macs(c.client(), node.uuid) == std::vector<std::string>{mac_for(1, 1), mac_for(1, 2)});
         CHECK(c.count(spec.name, ActionVerb::create_node) == 1);
         CHECK(c.count(spec.name, ActionVerb::inspect) == 1);
+        CHECK(c.count(spec.name, ActionVerb::collect_inspection) == 1);
         CHECK(c.count(spec.name, ActionVerb::deploy) == 1);
         const auto& mem = c.memory.at(spec.name);
         CHECK(mem.uuid == node.uuid);
@@ -547,6 +548,62 @@ TEST_SUITE("reconcilers")
         CHECK(c.count(spec.name, ActionVerb::undeploy, before) == 1);
         CHECK_FALSE(c.memory.at(spec.name).was_active);
         c.check_no_secret_in_results();
+    }
+
+    TEST_CASE("node runner: an inspection below expect holds the node at manageable until a new expect; read once each")
+    {
+        Converger c("inspect");
+        write_credentials(c.credentials_dir(), "bmc-inspect", "admin", "Inspect-Pa55-word");
+        auto spec = fake_spec("runner-inspect", 9, "bmc-inspect", ProvisionGoal::available);
+        spec.inspect = true;
+        spec.properties = {{"cpu_arch", "x86_64"}};
+        spec.expect.cpus = 8;
+        spec.expect.memory_mib = 16000;
+        spec.expect.disks = 1;
+        spec.expect.cpu_arch = "x86_64";
+        c.desired.nodes[spec.name] = spec;
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+        while (c.count(spec.name, ActionVerb::create_node) == 0 && std::chrono::steady_clock::now() < until) {
+            c.tick();
+        }
+        REQUIRE(c.count(spec.name, ActionVerb::create_node) == 1);
+        // The fake inspect interface finds nothing: write what an inspector
+        // would have found, out of band, as ironic-inspector writes it.
+        std::expected<ObservedNode, ApiError> patched;
+        for (int i = 0; i < 50; ++i) {
+            patched = c.client().patch_node(spec.name, json::array({{{"op", "add"}, {"path", "/properties/cpus"}, {"value", 4}},
+                                                                    {{"op", "add"}, {"path", "/properties/memory_mb"}, {"value", 8192}}}));
+            if (patched || !patched.error().node_locked) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        REQUIRE_MESSAGE(patched.has_value(), failure_of(patched));
+
+        auto failed = [](const NodeVerdict& v) { return v.condition == NodeCondition::failed; };
+        REQUIRE(c.converge(failed));
+        CHECK(c.ironic_node(spec.name).provision_state == "manageable");
+        const auto message = c.verdict(spec.name).message;
+        CHECK(message.find("expect.cpus: 8, inspected 4") != std::string::npos);
+        CHECK(message.find("expect.memoryMiB: 16000, inspected 8192") != std::string::npos);
+        CHECK(message.find("disks") == std::string::npos);  // not checkable from properties: not a mismatch
+        const auto& mem = c.memory.at(spec.name);
+        REQUIRE(mem.inspection.has_value());
+        CHECK(mem.inspection->hardware.source == "properties");  // Ironic has no inventory for a fake inspection
+        CHECK(mem.inspection->hardware.cpus == 4);
+        for (int i = 0; i < 3; ++i) {
+            c.tick();
+        }
+        CHECK(c.count(spec.name, ActionVerb::inspect) == 1);
+        CHECK(c.count(spec.name, ActionVerb::collect_inspection) == 1);
+        CHECK(c.count(spec.name, ActionVerb::provide) == 0);
+
+        // Git now expects what the node has: inspected again, then provided.
+        c.desired.nodes[spec.name].expect.cpus = 4;
+        c.desired.nodes[spec.name].expect.memory_mib = 8000;
+        REQUIRE(c.converge());
+        CHECK(c.ironic_node(spec.name).provision_state == "available");
+        CHECK(c.count(spec.name, ActionVerb::inspect) == 2);
+        CHECK(c.count(spec.name, ActionVerb::collect_inspection) == 2);
+        CHECK(c.count(spec.name, ActionVerb::provide) == 1);
     }
 
     TEST_CASE("node runner: out-of-band drift is put back, and rotated credentials are written again")

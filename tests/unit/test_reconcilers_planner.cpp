@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "reconcilers/inspection.hpp"
+#include "reconcilers/node_memory_conversion.hpp"
 #include "reconcilers/node_planner.hpp"
 #include "reconcilers/plan.hpp"
 #include "sources/desired_state.hpp"
@@ -243,6 +245,15 @@ TEST_SUITE("reconcilers")
         }
         w.memory["node-01"].inspected = true;
         {
+            // Back in manageable after the inspection: its result is read once.
+            auto plan = w.plan();
+            const auto& a = only_action(plan, "node-01", ActionVerb::collect_inspection);
+            CHECK_FALSE(a.provisioning);
+            CHECK(a.bmc.empty());  // an API read, not a BMC action
+            CHECK(a.params.at("expect") == expect_key(spec.expect));
+        }
+        w.memory["node-01"].inspection = InspectionMemory{hardware_from_properties({{"cpus", 8}}), expect_key(spec.expect)};
+        {
             auto plan = w.plan();
             only_action(plan, "node-01", ActionVerb::provide);
         }
@@ -251,6 +262,87 @@ TEST_SUITE("reconcilers")
             w.memory.clear();
             w.desired.nodes["node-01"].inspect = false;
             only_action(w.plan(), "node-01", ActionVerb::provide);
+        }
+    }
+
+    TEST_CASE("planner: an inspection that does not meet expect holds the node at manageable; a new expect inspects again")
+    {
+        World w;
+        auto spec = make_spec("node-01", 1, ProvisionGoal::active);
+        spec.inspect = true;
+        spec.expect.cpus = 8;
+        spec.expect.memory_mib = 16000;
+        spec.expect.disks = 1;
+        spec.expect.cpu_arch = "x86_64";
+        w.both(spec, "manageable");
+        auto& mem = w.memory["node-01"];
+        mem.inspected = true;
+        InspectedHardware small;
+        small.source = k_inspection_source_inventory;
+        small.cpus = 4;
+        small.memory_mib = 8192;
+        small.disks = 1;
+        small.cpu_arch = "x86_64";
+        mem.inspection = InspectionMemory{small, expect_key(spec.expect)};
+
+        auto plan = w.plan();
+        CHECK(actions_for(plan, "node-01").empty());  // neither provide, clean nor power
+        auto v = verdict_of(plan, "node-01");
+        CHECK(v.condition == NodeCondition::failed);
+        CHECK(v.message.find("inspection-mismatch") != std::string::npos);
+        CHECK(v.message.find("expect.cpus: 8, inspected 4") != std::string::npos);
+        CHECK(v.message.find("expect.memoryMiB: 16000, inspected 8192") != std::string::npos);
+        CHECK(v.message.find("disks") == std::string::npos);
+
+        SUBCASE("a changed expect is checked against a fresh inspection")
+        {
+            w.desired.nodes["node-01"].expect.cpus = 4;
+            w.desired.nodes["node-01"].expect.memory_mib = 8000;
+            auto again = w.plan();
+            const auto& a = only_action(again, "node-01", ActionVerb::inspect);
+            CHECK(a.reason.find("expect changed") != std::string::npos);
+            // The runner's result drops the old inspection; the new one, under the new expect, matches.
+            ActionResult requested;
+            requested.ok = true;
+            requested.inspected = true;
+            apply_result(mem, requested);
+            CHECK_FALSE(mem.inspection.has_value());
+            only_action(w.plan(), "node-01", ActionVerb::collect_inspection);
+            ActionResult collected;
+            collected.ok = true;
+            collected.inspection = collected_inspection(
+                k_inspection_source_inventory,
+                {{"inventory", {{"cpu", {{"count", 4}, {"architecture", "x86_64"}}}, {"memory", {{"physical_mb", 8192}}},
+                                {"disks", nlohmann::json::array({{{"name", "/dev/sda"}}})}}}},
+                expect_key(w.desired.nodes["node-01"].expect));
+            apply_result(mem, collected);
+            only_action(w.plan(), "node-01", ActionVerb::provide);
+        }
+        SUBCASE("a spec change elsewhere does not lift the hold")
+        {
+            w.desired.nodes["node-01"].image->source = "http://images.example/other.qcow2";
+            auto again = w.plan();
+            CHECK(actions_for(again, "node-01").empty());
+            CHECK(verdict_of(again, "node-01").condition == NodeCondition::failed);
+        }
+        SUBCASE("a field inspection cannot report is not a mismatch")
+        {
+            mem.inspection = InspectionMemory{hardware_from_properties({{"cpus", "16"}, {"memory_mb", 16384}, {"cpu_arch", "x86_64"}}),
+                                              expect_key(spec.expect)};
+            only_action(w.plan(), "node-01", ActionVerb::provide);
+        }
+        SUBCASE("without inspect, expect is not checked")
+        {
+            w.desired.nodes["node-01"].inspect = false;
+            only_action(w.plan(), "node-01", ActionVerb::provide);
+        }
+        SUBCASE("a failed read of the result waits for its backoff")
+        {
+            mem.inspection.reset();
+            mem.next_attempt_at = w.now + 30;
+            auto waiting = w.plan();
+            CHECK(actions_for(waiting, "node-01").empty());
+            CHECK(verdict_of(waiting, "node-01").condition == NodeCondition::waiting);
         }
     }
 
