@@ -10,17 +10,19 @@
 # every CLI output and error is searched for each secret in clear, base64 (at
 # any alignment, and as "user:secret" basic-auth), URL-encoded, JSON-escaped,
 # hex and unsalted SHA-256. Zero hits. A planted file proves the search finds.
+# The HTTPS remote's certificate names 127.0.0.1 as an iPAddress entry only;
+# one for another address and one from another CA are refused.
 # Ironic's own directory is not searched: it stores the BMC passwords by design.
 set -euo pipefail
 bin=${METALSYNC_BINARY:?}
 src=${METALSYNC_SOURCE_DIR:?}
 T=$(mktemp -d /tmp/metalsync-secrets-XXXXXX)
 PY=/usr/bin/python3
-pass=0; fail=0; daemon=""; gitsrv=""; fake=""
+pass=0; fail=0; daemon=""; gitsrv=""; main_srv=""; fake=""
 out="$T/out"   # every captured reply and CLI output: searched
 stop_pid() { [ -n "$1" ] && kill "$1" 2>/dev/null && wait "$1" 2>/dev/null || true; }
 cleanup() {
-    stop_pid "$daemon"; stop_pid "$gitsrv"; stop_pid "$fake"
+    stop_pid "$daemon"; stop_pid "$gitsrv"; stop_pid "$fake"; [ "$main_srv" = "$gitsrv" ] || stop_pid "$main_srv"
     "$src/scripts/ironic-testbed" stop "$T/ironic" >/dev/null 2>&1 || true
     if [ "$fail" -eq 0 ] && [ "${METALSYNC_KEEP_TMP:-0}" != 1 ]; then rm -rf "$T"; else echo "kept $T"; tail -40 "$out/daemon.log" 2>/dev/null || true; fi
 }
@@ -69,11 +71,18 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tls/ca.key" -out "$T/tls/c
     -subj "/CN=metalsync secrets test CA" -addext "basicConstraints=critical,CA:TRUE" \
     -addext "keyUsage=critical,keyCertSign,cRLSign" >/dev/null 2>&1
 openssl req -newkey rsa:2048 -nodes -keyout "$T/tls/server.key" -out "$T/tls/server.csr" -subj "/CN=127.0.0.1" >/dev/null 2>&1
-# DNS:127.0.0.1 beside IP:127.0.0.1: mbedTLS 2.28 (libgit2's TLS on Debian 12) matches a host only against
-# DNS names and the CN, never an iPAddress entry.
-printf 'subjectAltName=IP:127.0.0.1,DNS:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >"$T/tls/ext.cnf"
-openssl x509 -req -in "$T/tls/server.csr" -CA "$T/tls/ca.pem" -CAkey "$T/tls/ca.key" -CAcreateserial \
-    -out "$T/tls/server.pem" -days 2 -extfile "$T/tls/ext.cnf" >/dev/null 2>&1
+sign() {  # sign NAME SUBJECT-ALT-NAME [CA]: NAME.pem, NAME.key for 127.0.0.1
+    openssl req -newkey rsa:2048 -nodes -keyout "$T/tls/$1.key" -out "$T/tls/$1.csr" -subj "/CN=127.0.0.1" >/dev/null 2>&1
+    printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' "$2" >"$T/tls/$1.cnf"
+    openssl x509 -req -in "$T/tls/$1.csr" -CA "$T/tls/${3:-ca}.pem" -CAkey "$T/tls/${3:-ca}.key" -CAcreateserial \
+        -out "$T/tls/$1.pem" -days 2 -extfile "$T/tls/$1.cnf" >/dev/null 2>&1
+}
+# The address only as an iPAddress entry, the standard form (mbedTLS 2.28 alone would refuse it).
+sign server IP:127.0.0.1
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tls/other-ca.key" -out "$T/tls/other-ca.pem" -days 2 \
+    -subj "/CN=another CA" -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" >/dev/null 2>&1
+sign wrong-ip IP:192.0.2.77        # our CA, another address
+sign foreign IP:127.0.0.1 other-ca   # the right address, another CA
 openssl verify -CAfile "$T/tls/ca.pem" "$T/tls/server.pem" >/dev/null && ok "private CA and server certificate" || bad "openssl certificates"
 
 # --- the Git remote: `git http-backend` over HTTPS, basic auth git:<token>; the
@@ -138,10 +147,13 @@ server.serve_forever()
 PY
 printf '%s\n' "$git_token" >"$T/srv-token"
 git init -q --bare -b main "$T/srv/fleet.git"
-"$PY" "$T/gitsrv.py" "$T/srv" "$T/git-port" "$T/srv-token" "$T/tls/server.pem" "$T/tls/server.key" "$T/git-requests.log" \
-    >"$T/gitsrv.log" 2>&1 &
-gitsrv=$!
-for _ in $(seq 100); do [ -s "$T/git-port" ] && break; sleep 0.1; done
+start_gitsrv() {  # start_gitsrv CERT-NAME PORT-FILE: sets $gitsrv
+    "$PY" "$T/gitsrv.py" "$T/srv" "$2" "$T/srv-token" "$T/tls/$1.pem" "$T/tls/$1.key" "$T/git-requests.log" \
+        >>"$T/gitsrv.log" 2>&1 &
+    gitsrv=$!
+    for _ in $(seq 100); do [ -s "$2" ] && break; sleep 0.1; done
+}
+start_gitsrv server "$T/git-port"
 git_url="https://127.0.0.1:$(cat "$T/git-port")/fleet.git"
 printf '%s\n' "$git_token" >"$T/git-token"; chmod 600 "$T/git-token"
 
@@ -284,6 +296,16 @@ cap check-config "$bin" daemon --check-config --config "$T/metalsync.yaml"
 saw "configuration is valid" "daemon --check-config"
 cap plan-before "$bin" plan -c "$T/metalsync.yaml" --state-dir "$T/plan-state" -o json
 saw '"create' "plan over HTTPS + Ironic http_basic lists the enrollments"
+
+# Certificates that must be refused: the private CA's for another address, another CA's for this one.
+for bad_cert in wrong-ip foreign; do
+    main_srv=$gitsrv
+    start_gitsrv "$bad_cert" "$T/git-port-$bad_cert"
+    sed "s|$git_url|https://127.0.0.1:$(cat "$T/git-port-$bad_cert")/fleet.git|" "$T/metalsync.yaml" >"$T/metalsync-$bad_cert.yaml"
+    cap "plan-$bad_cert" "$bin" plan -c "$T/metalsync-$bad_cert.yaml" --state-dir "$T/plan-state-$bad_cert" -o json
+    saw "not trusted" "HTTPS remote with a certificate from $bad_cert: refused"
+    stop_pid "$gitsrv"; gitsrv=$main_srv; main_srv=""
+done
 
 # --- the rollout
 "$bin" daemon --config "$T/metalsync.yaml" >"$out/daemon.log" 2>&1 &
@@ -510,7 +532,7 @@ done
     ok "captured: $(ls "$out" "$out/socket" | wc -l) outputs, $(wc -l <"$out/daemon.log") log lines, $(ls "$T/state" | tr '\n' ' ')" ||
     bad "too little captured to search"
 
-if "$PY" "$T/search.py" "$T/secrets.list" "$out" "$T/state" "$T/plan-state" >"$T/hits.txt" 2>"$T/search.log"; then
+if "$PY" "$T/search.py" "$T/secrets.list" "$out" "$T/state" "$T/plan-state"* >"$T/hits.txt" 2>"$T/search.log"; then
     ok "no secret in any form in the log, the state directory (SQLite db, -wal, -shm, clone) or any reply ($(cat "$T/search.log"))"
 else
     bad "secrets found: $(head -40 "$T/hits.txt") ($(cat "$T/search.log"))"
