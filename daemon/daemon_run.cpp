@@ -41,6 +41,7 @@
 #include "reconcilers/node_memory_conversion.hpp"
 #include "reconcilers/node_planner.hpp"
 #include "reconcilers/openstack/clouds_config.hpp"
+#include "sources/git_remote_url.hpp"
 #include "store/store.hpp"
 
 namespace metalsync {
@@ -824,7 +825,7 @@ int Daemon::run()
         }
     }
     spdlog::info("metalsync {} started: state {}, socket {}, git {}", METALSYNC_VERSION, m_config.state_dir.string(),
-                 m_config.socket.string(), m_config.git.url);
+                 m_config.socket.string(), redact_url(m_config.git.url));
 
     bool notified_ready = false;
     bool watchdog = sd_watchdog_enabled(0, nullptr) > 0;
