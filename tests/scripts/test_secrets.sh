@@ -18,11 +18,11 @@ bin=${METALSYNC_BINARY:?}
 src=${METALSYNC_SOURCE_DIR:?}
 T=$(mktemp -d /tmp/metalsync-secrets-XXXXXX)
 PY=/usr/bin/python3
-pass=0; fail=0; daemon=""; gitsrv=""; main_srv=""; fake=""
+pass=0; fail=0; daemon=""; url_daemon=""; gitsrv=""; main_srv=""; fake=""
 out="$T/out"   # every captured reply and CLI output: searched
 stop_pid() { [ -n "$1" ] && kill "$1" 2>/dev/null && wait "$1" 2>/dev/null || true; }
 cleanup() {
-    stop_pid "$daemon"; stop_pid "$gitsrv"; stop_pid "$fake"; [ "$main_srv" = "$gitsrv" ] || stop_pid "$main_srv"
+    stop_pid "$daemon"; stop_pid "$url_daemon"; stop_pid "$gitsrv"; stop_pid "$fake"; [ "$main_srv" = "$gitsrv" ] || stop_pid "$main_srv"
     "$src/scripts/ironic-testbed" stop "$T/ironic" >/dev/null 2>&1 || true
     if [ "$fail" -eq 0 ] && [ "${METALSYNC_KEEP_TMP:-0}" != 1 ]; then rm -rf "$T"; else echo "kept $T"; tail -40 "$out/daemon.log" 2>/dev/null || true; fi
 }
@@ -372,6 +372,34 @@ cap plan-wrong-ironic "$bin" plan -c "$T/metalsync-wrong-ironic.yaml" --state-di
 saw "401|unauthori" "plan reports Ironic's refusal of the password"
 cap check-config-wrong-ironic "$bin" daemon --check-config --config "$T/metalsync-wrong-ironic.yaml"
 
+# --- a token written into the URL instead of tokenFile (a common shortcut): never shown as written.
+# A second daemon, state and socket of its own, follows the remote with it; plan and check-config too.
+url_token=$("$PY" -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$git_token2")
+git_url_token="https://git:$url_token@${git_url#https://}"
+cat >"$T/metalsync-url-token.yaml" <<CFG
+stateDir: $T/state-url
+socket: $T/url.sock
+socketGroup: ""
+credentialsDir: $T/credentials
+git: {url: "$git_url_token", branch: main, caFile: $T/tls/ca.pem, pollInterval: 1s, retryInterval: 1s}
+ironic: {cloud: lab, cloudsFile: $T/clouds.yaml}
+log: {level: debug}
+metrics: {listen: ""}
+CFG
+cap check-config-url-token "$bin" daemon --check-config --config "$T/metalsync-url-token.yaml"
+cap plan-url-token "$bin" plan -c "$T/metalsync-url-token.yaml" --state-dir "$T/plan-state-url" -o json
+"$bin" daemon --config "$T/metalsync-url-token.yaml" >"$out/daemon-url-token.log" 2>&1 &
+url_daemon=$!
+wait_json "a token in the URL: the second daemon follows the remote" 30 \
+    "j['revision']=='$(git -C "$T/work" rev-parse HEAD)' and not j['gitError']" "$bin" status -o json -s "$T/url.sock"
+cap status-url-token "$bin" status -s "$T/url.sock"
+cap status-url-token-json "$bin" status -o json -s "$T/url.sock"
+cp -a "$T/state-url" "$out/state-url-live"
+stop_pid "$url_daemon"; url_daemon=""
+sed -i "s|$url_token|wrong-$url_token|" "$T/metalsync-url-token.yaml"
+cap plan-url-token-wrong "$bin" plan -c "$T/metalsync-url-token.yaml" --state-dir "$T/plan-state-url" -o json
+saw "401|token|refused" "a wrong token in the URL: plan reports the refusal"
+
 # --- error path: a commit with broken YAML
 printf 'apiVersion: metalsync.dev/v1alpha1\nkind: Node\nmetadata: {name: n5\nspec:\n  bmc: [\n' >"$T/work/nodes/n5.yaml"
 commit_push "broken yaml"
@@ -532,7 +560,7 @@ done
     ok "captured: $(ls "$out" "$out/socket" | wc -l) outputs, $(wc -l <"$out/daemon.log") log lines, $(ls "$T/state" | tr '\n' ' ')" ||
     bad "too little captured to search"
 
-if "$PY" "$T/search.py" "$T/secrets.list" "$out" "$T/state" "$T/plan-state"* >"$T/hits.txt" 2>"$T/search.log"; then
+if "$PY" "$T/search.py" "$T/secrets.list" "$out" "$T/state"* "$T/plan-state"* >"$T/hits.txt" 2>"$T/search.log"; then
     ok "no secret in any form in the log, the state directory (SQLite db, -wal, -shm, clone) or any reply ($(cat "$T/search.log"))"
 else
     bad "secrets found: $(head -40 "$T/hits.txt") ($(cat "$T/search.log"))"
