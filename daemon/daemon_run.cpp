@@ -667,7 +667,9 @@ int Daemon::run()
         }
     }
     if (auto inspections = m_store->list_inspections()) {
-        for (const auto& record : *inspections) m_inspections[record.name] = inspection_memory(record);
+        for (const auto& record : *inspections) {
+            m_inspections[record.name] = inspection_memory(record);
+        }
     }
     // After a crash: actions that were pending or running are not redone
     // blindly. Each tick re-observes Ironic first and plans again from what

@@ -55,8 +55,8 @@ void apply_result(NodeMemory& memory, const ActionResult& result)
         memory.inspection.reset();
     }
     if (result.inspection) {
-        memory.inspection = InspectionMemory{hardware_from_collected(*result.inspection),
-                                             expect_key_of(*result.inspection)};
+        memory.inspection =
+            InspectionMemory{hardware_from_collected(*result.inspection), expect_key_of(*result.inspection)};
     }
     if (result.was_active) {
         memory.was_active = *result.was_active;

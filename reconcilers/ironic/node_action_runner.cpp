@@ -479,11 +479,12 @@ class ActionRun {
         } else {
             return api_failure(inventory.error());
         }
-        ActionResult result = succeeded(
-            "inspection result read from " +
-            (source == k_inspection_source_inventory ? std::string("Ironic's inventory")
-                                                     : "the node's properties (" + why + ")") +
-            ": " + describe(source == k_inspection_source_inventory ? hardware_from_inventory(data)
+        ActionResult result =
+            succeeded("inspection result read from " +
+                      (source == k_inspection_source_inventory ? std::string("Ironic's inventory")
+                                                               : "the node's properties (" + why + ")") +
+                      ": " +
+                      describe(source == k_inspection_source_inventory ? hardware_from_inventory(data)
                                                                        : hardware_from_properties(data)));
         result.uuid = m_observed->uuid;
         result.inspection = collected_inspection(source, std::move(data), expect);

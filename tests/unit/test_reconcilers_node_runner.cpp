@@ -571,8 +571,9 @@ TEST_SUITE("reconcilers")
         // would have found, out of band, as ironic-inspector writes it.
         std::expected<ObservedNode, ApiError> patched;
         for (int i = 0; i < 50; ++i) {
-            patched = c.client().patch_node(spec.name, json::array({{{"op", "add"}, {"path", "/properties/cpus"}, {"value", 4}},
-                                                                    {{"op", "add"}, {"path", "/properties/memory_mb"}, {"value", 8192}}}));
+            patched = c.client().patch_node(
+                spec.name, json::array({{{"op", "add"}, {"path", "/properties/cpus"}, {"value", 4}},
+                                        {{"op", "add"}, {"path", "/properties/memory_mb"}, {"value", 8192}}}));
             if (patched || !patched.error().node_locked) break;
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
@@ -584,10 +585,10 @@ TEST_SUITE("reconcilers")
         const auto message = c.verdict(spec.name).message;
         CHECK(message.find("expect.cpus: 8, inspected 4") != std::string::npos);
         CHECK(message.find("expect.memoryMiB: 16000, inspected 8192") != std::string::npos);
-        CHECK(message.find("disks") == std::string::npos);  // not checkable from properties: not a mismatch
+        CHECK(message.find("disks") == std::string::npos); // not checkable from properties: not a mismatch
         const auto& mem = c.memory.at(spec.name);
         REQUIRE(mem.inspection.has_value());
-        CHECK(mem.inspection->hardware.source == "properties");  // Ironic has no inventory for a fake inspection
+        CHECK(mem.inspection->hardware.source == "properties"); // Ironic has no inventory for a fake inspection
         CHECK(mem.inspection->hardware.cpus == 4);
         for (int i = 0; i < 3; ++i) {
             c.tick();

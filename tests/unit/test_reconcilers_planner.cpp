@@ -249,10 +249,11 @@ TEST_SUITE("reconcilers")
             auto plan = w.plan();
             const auto& a = only_action(plan, "node-01", ActionVerb::collect_inspection);
             CHECK_FALSE(a.provisioning);
-            CHECK(a.bmc.empty());  // an API read, not a BMC action
+            CHECK(a.bmc.empty()); // an API read, not a BMC action
             CHECK(a.params.at("expect") == expect_key(spec.expect));
         }
-        w.memory["node-01"].inspection = InspectionMemory{hardware_from_properties({{"cpus", 8}}), expect_key(spec.expect)};
+        w.memory["node-01"].inspection =
+            InspectionMemory{hardware_from_properties({{"cpus", 8}}), expect_key(spec.expect)};
         {
             auto plan = w.plan();
             only_action(plan, "node-01", ActionVerb::provide);
@@ -265,7 +266,8 @@ TEST_SUITE("reconcilers")
         }
     }
 
-    TEST_CASE("planner: an inspection that does not meet expect holds the node at manageable; a new expect inspects again")
+    TEST_CASE(
+        "planner: an inspection that does not meet expect holds the node at manageable; a new expect inspects again")
     {
         World w;
         auto spec = make_spec("node-01", 1, ProvisionGoal::active);
@@ -286,7 +288,7 @@ TEST_SUITE("reconcilers")
         mem.inspection = InspectionMemory{small, expect_key(spec.expect)};
 
         auto plan = w.plan();
-        CHECK(actions_for(plan, "node-01").empty());  // neither provide, clean nor power
+        CHECK(actions_for(plan, "node-01").empty()); // neither provide, clean nor power
         auto v = verdict_of(plan, "node-01");
         CHECK(v.condition == NodeCondition::failed);
         CHECK(v.message.find("inspection-mismatch") != std::string::npos);
@@ -310,11 +312,13 @@ TEST_SUITE("reconcilers")
             only_action(w.plan(), "node-01", ActionVerb::collect_inspection);
             ActionResult collected;
             collected.ok = true;
-            collected.inspection = collected_inspection(
-                k_inspection_source_inventory,
-                {{"inventory", {{"cpu", {{"count", 4}, {"architecture", "x86_64"}}}, {"memory", {{"physical_mb", 8192}}},
-                                {"disks", nlohmann::json::array({{{"name", "/dev/sda"}}})}}}},
-                expect_key(w.desired.nodes["node-01"].expect));
+            collected.inspection =
+                collected_inspection(k_inspection_source_inventory,
+                                     {{"inventory",
+                                       {{"cpu", {{"count", 4}, {"architecture", "x86_64"}}},
+                                        {"memory", {{"physical_mb", 8192}}},
+                                        {"disks", nlohmann::json::array({{{"name", "/dev/sda"}}})}}}},
+                                     expect_key(w.desired.nodes["node-01"].expect));
             apply_result(mem, collected);
             only_action(w.plan(), "node-01", ActionVerb::provide);
         }
@@ -327,8 +331,9 @@ TEST_SUITE("reconcilers")
         }
         SUBCASE("a field inspection cannot report is not a mismatch")
         {
-            mem.inspection = InspectionMemory{hardware_from_properties({{"cpus", "16"}, {"memory_mb", 16384}, {"cpu_arch", "x86_64"}}),
-                                              expect_key(spec.expect)};
+            mem.inspection = InspectionMemory{
+                hardware_from_properties({{"cpus", "16"}, {"memory_mb", 16384}, {"cpu_arch", "x86_64"}}),
+                expect_key(spec.expect)};
             only_action(w.plan(), "node-01", ActionVerb::provide);
         }
         SUBCASE("without inspect, expect is not checked")

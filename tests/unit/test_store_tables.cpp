@@ -395,6 +395,15 @@ TEST_SUITE("store")
             CHECK(loaded->uuid == "uuid-1");
             CHECK(loaded->inventory == record.inventory);
             CHECK(loaded->collected_at == 43);
+
+            require_ok(store.save_inspection(InspectionRecord{"node-00", "uuid-0", {{"source", "properties"}}, 44}));
+            auto all = value_of(store.list_inspections());
+            REQUIRE(all.size() == 2);
+            CHECK(all[0].name == "node-00");
+            CHECK(all[1].inventory == record.inventory);
+            require_ok(store.delete_inspection("node-01"));
+            CHECK_FALSE(value_of(store.load_inspection("node-01")).has_value());
+            CHECK(value_of(store.list_inspections()).size() == 1);
         }
         SUBCASE("node status")
         {
