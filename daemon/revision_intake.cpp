@@ -4,6 +4,7 @@
 
 #include "daemon/desired_loading.hpp"
 #include "daemon/event_names.hpp"
+#include "sources/git_remote_url.hpp"
 
 namespace metalsync {
 
@@ -82,7 +83,7 @@ IntakeResult RevisionIntake::poll(double now)
         Event e;
         e.time = now;
         e.object_kind = "Git";
-        e.object_name = m_source.config().url;
+        e.object_name = redact_url(m_source.config().url);
         e.name = events::k_git_poll_failed;
         e.message = result.error;
         (void)m_store.add_event(e);
@@ -112,7 +113,7 @@ IntakeResult RevisionIntake::evaluate(const std::string& commit, double now, boo
         Event e;
         e.time = now;
         e.object_kind = "Git";
-        e.object_name = m_source.config().url;
+        e.object_name = redact_url(m_source.config().url);
         e.name = events::k_git_history_rewritten;
         e.message = "new tip " + short_id(commit) + " does not descend from " + short_id(m_last_tip);
         e.revision = commit;
