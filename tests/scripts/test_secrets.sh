@@ -388,12 +388,19 @@ metrics: {listen: ""}
 CFG
 cap check-config-url-token "$bin" daemon --check-config --config "$T/metalsync-url-token.yaml"
 cap plan-url-token "$bin" plan -c "$T/metalsync-url-token.yaml" --state-dir "$T/plan-state-url" -o json
-"$bin" daemon --config "$T/metalsync-url-token.yaml" >"$out/daemon-url-token.log" 2>&1 &
+"$bin" daemon --config "$T/metalsync-url-token.yaml" --log-format json >"$out/daemon-url-token.log" 2>&1 &
 url_daemon=$!
 wait_json "a token in the URL: the second daemon follows the remote" 30 \
     "j['revision']=='$(git -C "$T/work" rev-parse HEAD)' and not j['gitError']" "$bin" status -o json -s "$T/url.sock"
+# the remote refuses for a moment: the failed poll is an event about the remote, in the store
+printf 'not-the-token\n' >"$T/srv-token"
+wait_json "a token in the URL refused: Git error shown" 30 "j['gitError']" "$bin" status -o json -s "$T/url.sock"
 cap status-url-token "$bin" status -s "$T/url.sock"
 cap status-url-token-json "$bin" status -o json -s "$T/url.sock"
+cap events-url-token "$bin" events -o json -s "$T/url.sock"
+cap events-url-token-text "$bin" events -s "$T/url.sock"
+printf '%s\n' "$git_token2" >"$T/srv-token"
+wait_json "the remote accepts the token again" 30 "not j['gitError']" "$bin" status -o json -s "$T/url.sock"
 cp -a "$T/state-url" "$out/state-url-live"
 stop_pid "$url_daemon"; url_daemon=""
 sed -i "s|$url_token|wrong-$url_token|" "$T/metalsync-url-token.yaml"
