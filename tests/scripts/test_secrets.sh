@@ -418,7 +418,7 @@ cap validate-broken "$bin" validate "$T/work" -o json
 # --- error path: the management cluster refuses the token (restarted with another), then accepts it again
 stop_pid "$fake"; fake=""
 start_fake "not-the-daemons-token" "$kube_port"
-wait_json "Kubernetes 401 shown in status" 40 "j['kubernetes']['error']" status_json
+wait_json "Kubernetes 401 shown in status" 40 "'401' in (j['kubernetes']['error'] or '')" status_json
 cap status-kube-error ms status
 saw "401|unauthori" "status text shows the Kubernetes refusal"
 cap status-kube-error-json ms status -o json
