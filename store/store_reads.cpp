@@ -149,6 +149,17 @@ NodeStatus read_node_status(const Statement& st)
     return status;
 }
 
+const std::string k_inspection_columns = "SELECT name, uuid, inventory, collected_at FROM inspection ";
+
+Result<InspectionRecord> read_inspection(const Statement& st)
+{
+    auto inventory = st.json(2);
+    if (!inventory) {
+        return std::unexpected(inventory.error());
+    }
+    return InspectionRecord{st.text(0), st.text(1), std::move(*inventory), st.real(3)};
+}
+
 Result<std::optional<std::string>> meta_value(detail::Database& db, std::string_view key)
 {
     auto st = db.prepare("SELECT value FROM meta WHERE key = ?1", "reading a meta value");
@@ -427,8 +438,7 @@ Result<std::optional<InspectionRecord>> StoreReads::load_inspection(std::string_
 {
     std::lock_guard lock(m_connection->mutex);
     auto& db = m_connection->db;
-    auto st = db.prepare("SELECT name, uuid, inventory, collected_at FROM inspection WHERE name = ?1",
-                         "reading inspection data");
+    auto st = db.prepare(k_inspection_columns + "WHERE name = ?1", "reading inspection data");
     if (!st) {
         return std::unexpected(st.error());
     }
@@ -440,19 +450,14 @@ Result<std::optional<InspectionRecord>> StoreReads::load_inspection(std::string_
     if (!*row) {
         return std::nullopt;
     }
-    auto inventory = st->json(2);
-    if (!inventory) {
-        return std::unexpected(inventory.error());
-    }
-    return InspectionRecord{st->text(0), st->text(1), std::move(*inventory), st->real(3)};
+    return read_inspection(*st);
 }
 
 Result<std::vector<InspectionRecord>> StoreReads::list_inspections() const
 {
     std::lock_guard lock(m_connection->mutex);
     auto& db = m_connection->db;
-    auto st = db.prepare("SELECT name, uuid, inventory, collected_at FROM inspection ORDER BY name",
-                         "listing inspection data");
+    auto st = db.prepare(k_inspection_columns + "ORDER BY name", "listing inspection data");
     if (!st) {
         return std::unexpected(st.error());
     }
@@ -465,11 +470,11 @@ Result<std::vector<InspectionRecord>> StoreReads::list_inspections() const
         if (!*row) {
             return records;
         }
-        auto inventory = st->json(2);
-        if (!inventory) {
-            return std::unexpected(inventory.error());
+        auto record = read_inspection(*st);
+        if (!record) {
+            return std::unexpected(record.error());
         }
-        records.push_back(InspectionRecord{st->text(0), st->text(1), std::move(*inventory), st->real(3)});
+        records.push_back(std::move(*record));
     }
 }
 

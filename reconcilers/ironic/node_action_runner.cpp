@@ -479,15 +479,14 @@ class ActionRun {
         } else {
             return api_failure(inventory.error());
         }
+        json collected = collected_inspection(source, std::move(data), expect);
         ActionResult result =
             succeeded("inspection result read from " +
                       (source == k_inspection_source_inventory ? std::string("Ironic's inventory")
                                                                : "the node's properties (" + why + ")") +
-                      ": " +
-                      describe(source == k_inspection_source_inventory ? hardware_from_inventory(data)
-                                                                       : hardware_from_properties(data)));
+                      ": " + describe(hardware_from_collected(collected)));
         result.uuid = m_observed->uuid;
-        result.inspection = collected_inspection(source, std::move(data), expect);
+        result.inspection = std::move(collected);
         return result;
     }
 
