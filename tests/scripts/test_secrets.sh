@@ -85,71 +85,14 @@ sign wrong-ip IP:192.0.2.77        # our CA, another address
 sign foreign IP:127.0.0.1 other-ca   # the right address, another CA
 openssl verify -CAfile "$T/tls/ca.pem" "$T/tls/server.pem" >/dev/null && ok "private CA and server certificate" || bad "openssl certificates"
 
-# --- the Git remote: `git http-backend` over HTTPS, basic auth git:<token>; the
-# token file is read on every request, so the test can rotate it.
-cat >"$T/gitsrv.py" <<'PY'
-import base64, os, ssl, subprocess, sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-root, port_file, token_file, cert, key, log = sys.argv[1:7]
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-    def note(self, status):
-        with open(log, "a") as f:
-            f.write("%s %s %d\n" % (self.command, self.path, status))
-    def serve(self, method):
-        token = open(token_file).read().strip()
-        expected = "Basic " + base64.b64encode(("git:" + token).encode()).decode()
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        if self.headers.get("Authorization") != expected:
-            self.note(401)
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="git"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        path, _, query = self.path.partition("?")
-        env = dict(os.environ, GIT_PROJECT_ROOT=root, GIT_HTTP_EXPORT_ALL="1", PATH_INFO=path,
-                   QUERY_STRING=query, REQUEST_METHOD=method, REMOTE_USER="git", REMOTE_ADDR="127.0.0.1",
-                   CONTENT_TYPE=self.headers.get("Content-Type", ""), CONTENT_LENGTH=str(len(body)),
-                   GATEWAY_INTERFACE="CGI/1.1")
-        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
-        sep = b"\r\n\r\n" if b"\r\n\r\n" in out else b"\n\n"
-        head, _, rest = out.partition(sep)
-        status, headers = 200, []
-        for line in head.decode().splitlines():
-            k, _, v = line.partition(":")
-            if k.lower() == "status":
-                status = int(v.split()[0])
-            elif k:
-                headers.append((k, v.strip()))
-        self.note(status)
-        self.send_response(status)
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(rest)))
-        self.end_headers()
-        self.wfile.write(rest)
-    def do_GET(self):
-        self.serve("GET")
-    def do_POST(self):
-        self.serve("POST")
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-server.daemon_threads = True
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(cert, key)
-server.socket = ctx.wrap_socket(server.socket, server_side=True)
-with open(port_file + ".tmp", "w") as f:
-    f.write(str(server.server_address[1]))
-os.rename(port_file + ".tmp", port_file)
-server.serve_forever()
-PY
+# --- the Git remote: `git http-backend` over HTTPS, basic auth git:<token>
+# (tests/support/git_http_server.py); the token file is read on every request,
+# so the test can rotate it.
 printf '%s\n' "$git_token" >"$T/srv-token"
 git init -q --bare -b main "$T/srv/fleet.git"
 start_gitsrv() {  # start_gitsrv CERT-NAME PORT-FILE: sets $gitsrv
-    "$PY" "$T/gitsrv.py" "$T/srv" "$2" "$T/srv-token" "$T/tls/$1.pem" "$T/tls/$1.key" "$T/git-requests.log" \
-        >>"$T/gitsrv.log" 2>&1 &
+    "$PY" "$src/tests/support/git_http_server.py" --root "$T/srv" --port-file "$2" --token-file "$T/srv-token" \
+        --tls-cert "$T/tls/$1.pem" --tls-key "$T/tls/$1.key" --request-log "$T/git-requests.log" >>"$T/gitsrv.log" 2>&1 &
     gitsrv=$!
     for _ in $(seq 100); do [ -s "$2" ] && break; sleep 0.1; done
 }

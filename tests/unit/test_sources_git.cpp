@@ -199,54 +199,6 @@ std::string key_blob(const std::string& type, char fill)
     return blob;
 }
 
-// Serves repositories under `root` through `git http-backend`, demanding HTTP
-// basic auth git:<token from token_file>.
-constexpr const char* k_http_server = R"PY(
-import base64, os, subprocess, sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-root, port, token_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-token = open(token_file).read().strip()
-expected = "Basic " + base64.b64encode(("git:" + token).encode()).decode()
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-    def serve(self, method):
-        if self.headers.get("Authorization") != expected:
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="git"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        path, _, query = self.path.partition("?")
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        env = dict(os.environ, GIT_PROJECT_ROOT=root, GIT_HTTP_EXPORT_ALL="1", PATH_INFO=path,
-                   QUERY_STRING=query, REQUEST_METHOD=method, REMOTE_USER="git", REMOTE_ADDR="127.0.0.1",
-                   CONTENT_TYPE=self.headers.get("Content-Type", ""), CONTENT_LENGTH=str(len(body)),
-                   GATEWAY_INTERFACE="CGI/1.1")
-        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
-        sep = b"\r\n\r\n" if b"\r\n\r\n" in out else b"\n\n"
-        head, _, rest = out.partition(sep)
-        status, headers = 200, []
-        for line in head.decode().splitlines():
-            key, _, value = line.partition(":")
-            if key.lower() == "status":
-                status = int(value.split()[0])
-            elif key:
-                headers.append((key, value.strip()))
-        self.send_response(status)
-        for key, value in headers:
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(rest)))
-        self.end_headers()
-        self.wfile.write(rest)
-    def do_GET(self):
-        self.serve("GET")
-    def do_POST(self):
-        self.serve("POST")
-ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
-)PY";
-
 } // namespace
 
 TEST_SUITE("sources")
@@ -590,9 +542,9 @@ TEST_SUITE("sources")
         const std::string c1 = remote.commit("h.yaml", "h: 1\n", "one");
         const std::string token = "tok-5ecret-Value-123";
         write_file(tmp / "token", token + "\n");
-        write_file(tmp / "server.py", k_http_server);
         const int port = metalsync::test::free_port();
-        Background server({"python3", (tmp / "server.py").string(), (tmp / "srv").string(), std::to_string(port),
+        Background server({"python3", (metalsync::test::source_dir() / "tests/support/git_http_server.py").string(),
+                           "--root", (tmp / "srv").string(), "--port", std::to_string(port), "--token-file",
                            (tmp / "token").string()},
                           tmp / "server.log");
         REQUIRE(metalsync::test::wait_until([&] { return port_accepts(port); }));
