@@ -563,9 +563,7 @@ std::optional<Event> Daemon::note_inspection(const Completion& completion, NodeS
         m_inspections.erase(a.node);
         checked(m_store->delete_inspection(a.node), "delete_inspection");
     }
-    // A second collection of the same inspection (planned again before the
-    // first one's completion was recorded) is not stored or judged twice.
-    if (!r.inspection || m_inspections.contains(a.node)) return std::nullopt;
+    if (!r.inspection) return std::nullopt;
     auto record = inspection_record(a.node, r.uuid, *r.inspection, now);
     checked(m_store->save_inspection(record), "save_inspection");
     auto memory = inspection_memory(record);

@@ -85,10 +85,18 @@ Executor::Replace Executor::replace_queue(std::vector<QueuedAction> wanted)
         existing.emplace(q.key, std::move(q));
     }
     m_queue.clear();
+    // A node whose finished action has not been taken yet was planned on an
+    // observation that may predate that action's effect (it finished after
+    // the daemon took completions and observed): planning it again now could
+    // repeat the action, so it is refused like a node in flight.
+    std::set<std::string> unrecorded;
+    for (const auto& c : m_completions) {
+        unrecorded.insert(c.item.action.node);
+    }
     std::set<std::string> seen_nodes;
     for (auto& w : wanted) {
         w.key = key_of(w.action);
-        if (m_running_nodes.contains(w.action.node)) {
+        if (m_running_nodes.contains(w.action.node) || unrecorded.contains(w.action.node)) {
             out.refused.push_back(std::move(w));
             continue;
         }

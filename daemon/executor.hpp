@@ -85,8 +85,9 @@ public:
     // Replaces the queue with `wanted` (in order). Actions already queued
     // with the same key keep their place and journal id (returned in
     // `kept`); queued actions no longer wanted are returned as cancelled.
-    // Actions for nodes in flight are refused (`refused`): the next tick
-    // re-plans them after the in-flight one completes.
+    // Actions for nodes in flight, or whose completion has not been taken
+    // yet, are refused (`refused`): the next tick re-plans them on an
+    // observation made after that action.
     struct Replace {
         std::vector<QueuedAction> added;
         std::vector<QueuedAction> cancelled;

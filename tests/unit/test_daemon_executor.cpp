@@ -170,4 +170,32 @@ TEST_SUITE("daemon")
         auto left = e.stop(0ms);
         CHECK(left.empty());  // never started: nothing to report
     }
+
+    TEST_CASE("executor: a node whose finished action is not yet taken is not queued again")
+    {
+        // The daemon takes completions, observes, plans, then replaces the
+        // queue; an action finishing in between was planned on an observation
+        // from before its effect, so queuing it again would repeat it.
+        Counters c;
+        ExecutorLimits limits;
+        limits.workers = 1;
+        Executor e(limits, counting_runner(c, 0ms));
+        e.start();
+        REQUIRE(e.replace_queue({action("a", "", false)}).added.size() == 1);
+        REQUIRE(e.wait_for_completion(10s));
+        auto again = e.replace_queue({action("a", "", false), action("b", "", false)});
+        REQUIRE(again.refused.size() == 1);
+        CHECK(again.refused[0].action.node == "a");
+        REQUIRE(again.added.size() == 1);
+        CHECK(again.added[0].action.node == "b");
+        CHECK(drain(e, 2) == 2);  // a's first run and b: a did not run twice
+        auto after = e.replace_queue({action("a", "", false)});  // taken: planned on a fresh observation
+        CHECK(after.added.size() == 1);
+        CHECK(drain(e, 1) == 1);
+        {
+            std::lock_guard lock(c.mutex);
+            CHECK(c.starts.size() == 3);
+        }
+        (void)e.stop(1s);
+    }
 }
