@@ -9,7 +9,8 @@ namespace metalsync {
 using Clock = std::chrono::steady_clock;
 
 Executor::Executor(ExecutorLimits limits, RunnerFactory factory, StartHook on_start)
-    : m_limits(limits), m_factory(std::move(factory)), m_on_start(std::move(on_start)), m_last_refill(Clock::now())
+    : m_limits(limits), m_factory(std::move(factory)), m_on_start(std::move(on_start)),
+      m_limiter(std::make_shared<RateLimiter>(limits.ironic_qps))
 {
 }
 
@@ -19,8 +20,7 @@ void Executor::start()
 {
     std::lock_guard lock(m_mutex);
     m_stopping = false;
-    m_tokens = std::max(1.0, m_limits.ironic_qps);
-    m_last_refill = Clock::now();
+    m_limiter->resume();
     for (int i = 0; i < std::max(1, m_limits.workers); ++i) {
         m_workers.emplace_back([this] { worker_main(); });
     }
@@ -43,6 +43,8 @@ std::vector<QueuedAction> Executor::stop(std::chrono::milliseconds grace)
             spdlog::warn("executor: {} actions still in flight at shutdown; they stay 'running' in the journal and "
                          "are re-observed at the next start",
                          m_running_nodes.size());
+            // Requests still waiting for a token are not sent: the grace is over.
+            m_limiter->interrupt();
         }
     }
     for (auto& t : m_workers) {
@@ -52,6 +54,8 @@ std::vector<QueuedAction> Executor::stop(std::chrono::milliseconds grace)
         }
     }
     m_workers.clear();
+    // The limiter may be shared with the daemon's observer: only our workers were to be cut short.
+    m_limiter->resume();
     return never_started;
 }
 
@@ -61,7 +65,25 @@ void Executor::set_limits(const ExecutorLimits& limits)
     m_limits.ironic_qps = limits.ironic_qps;
     m_limits.max_provisioning = limits.max_provisioning;
     m_limits.per_bmc = limits.per_bmc;
+    m_limiter->set_rate(limits.ironic_qps);
     m_work_cv.notify_all();
+}
+
+void Executor::use_rate_limiter(std::shared_ptr<RateLimiter> limiter)
+{
+    if (!limiter) {
+        return;
+    }
+    std::lock_guard lock(m_mutex);
+    limiter->set_rate(m_limits.ironic_qps);
+    m_limiter = std::move(limiter);
+    m_work_cv.notify_all();
+}
+
+std::shared_ptr<RateLimiter> Executor::rate_limiter() const
+{
+    std::lock_guard lock(m_mutex);
+    return m_limiter;
 }
 
 void Executor::set_ironic_busy(const std::set<std::string>& nodes)
@@ -173,18 +195,27 @@ int Executor::provisioning_count_locked() const
 
 int Executor::pick_locked(Clock::time_point now, Clock::time_point& retry_at)
 {
-    // Refill the token bucket (burst: one second's worth, at least one).
-    double rate = std::max(0.001, m_limits.ironic_qps);
-    double burst = std::max(1.0, rate);
-    double elapsed = std::chrono::duration<double>(now - m_last_refill).count();
-    m_tokens = std::min(burst, m_tokens + elapsed * rate);
-    m_last_refill = now;
-
     m_waits.clear();
     m_saturated.clear();
     int busy = provisioning_count_locked();
     int chosen = -1;
     int position = 0;
+    // One worker at a time stands in the limiter's line for the next
+    // admission; the others would only hold places ahead of requests.
+    const auto self = std::this_thread::get_id();
+    bool asked_limiter = false;
+    auto rate_allows = [&] {
+        if (m_admitting && *m_admitting != self) {
+            return false;
+        }
+        asked_limiter = true;
+        if (m_limiter->try_prepay()) {
+            m_admitting.reset();
+            return true;
+        }
+        m_admitting = self;
+        return false;
+    };
     for (std::size_t i = 0; i < m_queue.size(); ++i) {
         const auto& a = m_queue[i].action;
         ++position;
@@ -200,16 +231,22 @@ int Executor::pick_locked(Clock::time_point now, Clock::time_point& retry_at)
             m_saturated.insert("maxProvisioning");
         } else if (chosen >= 0) {
             why = "a free worker";
-        } else if (m_tokens < 1.0) {
-            why = "ironicQPS (" + std::to_string(m_limits.ironic_qps) + " requests/s)";
+        } else if (!rate_allows()) {
+            // The token goes to this (the picking) worker's thread: the
+            // action's first request uses it. Until then this worker keeps
+            // a place in the limiter's line (RateLimiter::try_prepay).
+            why = fmt::format("ironicQPS ({:g} requests/s)", m_limiter->rate());
             m_saturated.insert("ironicQPS");
-            auto wait = std::chrono::duration<double>((1.0 - m_tokens) / rate);
-            retry_at = now + std::chrono::duration_cast<Clock::duration>(wait);
+            retry_at = std::min(retry_at, now + m_limiter->time_until_free());
         } else {
             chosen = static_cast<int>(i);
             continue;
         }
         m_waits[a.node] = NodeWait{why, position};
+    }
+    if (!asked_limiter && m_admitting == self) {
+        m_limiter->forfeit_prepaid();  // nothing waits on the rate now: give up this worker's place in line
+        m_admitting.reset();
     }
     return chosen;
 }
@@ -228,7 +265,10 @@ void Executor::worker_main()
         }
         QueuedAction item = std::move(m_queue[static_cast<std::size_t>(index)]);
         m_queue.erase(m_queue.begin() + index);
-        m_tokens -= 1.0;
+        if (!m_queue.empty()) {
+            m_work_cv.notify_one();  // another idle worker takes the next place in the limiter's line
+        }
+        auto limiter = m_limiter;  // holds this thread's prepaid token
         const Action& a = item.action;
         m_running_nodes.insert(a.node);
         if (!a.bmc.empty()) {
@@ -250,6 +290,7 @@ void Executor::worker_main()
             result.error_type = "internal";
             result.error = std::string("internal error: ") + e.what();
         }
+        limiter->forfeit_prepaid();
         lock.lock();
         m_running_nodes.erase(a.node);
         if (!a.bmc.empty() && --m_running_bmc[a.bmc] <= 0) {
@@ -260,6 +301,10 @@ void Executor::worker_main()
         m_completions.push_back(Completion{std::move(item), std::move(result)});
         m_done_cv.notify_all();
         m_work_cv.notify_all();
+    }
+    if (m_admitting == std::this_thread::get_id()) {
+        m_limiter->forfeit_prepaid();  // this worker's place in the limiter's line
+        m_admitting.reset();
     }
 }
 

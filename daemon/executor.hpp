@@ -2,7 +2,8 @@
 
 // The rate-limited executor: a bounded pool of worker threads running short
 // actions (one or a few REST calls each) under the limits operators set:
-// Ironic requests per second (token bucket), in-flight actions per BMC
+// Ironic requests per second (a RateLimiter shared with the Ironic clients,
+// see use_rate_limiter), in-flight actions per BMC
 // address, nodes in a provisioning transition at once (Ironic's own busy
 // states plus our in-flight provisioning actions, as Metal3 counts), and
 // one action per node at a time. The loop thread owns the queue; workers
@@ -14,19 +15,22 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "reconcilers/action_result.hpp"
+#include "reconcilers/http/rate_limiter.hpp"
 #include "reconcilers/plan.hpp"
 
 namespace metalsync {
 
 struct ExecutorLimits {
-    double ironic_qps = 10;
+    double ironic_qps = 10;  // requests/s, fed to the shared RateLimiter (set_limits)
     int max_provisioning = 20;
     int per_bmc = 1;
     int workers = 8;
@@ -78,7 +82,19 @@ public:
     // the queued actions that never started (still pending in the journal).
     std::vector<QueuedAction> stop(std::chrono::milliseconds grace);
 
+    // Also sets the rate limiter's rate to limits.ironic_qps (the workers count
+    // is fixed at start()).
     void set_limits(const ExecutorLimits& limits);
+    // The limiter the Ironic clients take a token from for every request
+    // (IronicConnection::rate_limiter); call before start(). An action is
+    // admitted when the limiter has a token for it, in turn with the requests
+    // already waiting (else it waits on "ironicQPS"); the worker prepays that
+    // token and the action's first request uses it, so an action costs its
+    // requests and nothing more (one token when it sends none). Without this
+    // call the executor has a limiter of its own, which then bounds action
+    // starts only.
+    void use_rate_limiter(std::shared_ptr<RateLimiter> limiter);
+    [[nodiscard]] std::shared_ptr<RateLimiter> rate_limiter() const;
     // Nodes Ironic reports in busy provisioning states this tick.
     void set_ironic_busy(const std::set<std::string>& nodes);
 
@@ -127,8 +143,8 @@ private:
     std::vector<Completion> m_completions;
     std::map<std::string, NodeWait> m_waits;
     std::set<std::string> m_saturated;
-    double m_tokens = 1;
-    std::chrono::steady_clock::time_point m_last_refill;
+    std::shared_ptr<RateLimiter> m_limiter;
+    std::optional<std::thread::id> m_admitting;  // the worker holding a place in m_limiter's line
     bool m_stopping = false;
     std::vector<std::thread> m_workers;
     std::uint64_t m_started = 0;

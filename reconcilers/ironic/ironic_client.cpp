@@ -199,6 +199,28 @@ struct IronicClient::Impl {
         return {};
     }
 
+    // Waits for limits.ironicQPS to allow one more request; the error when it
+    // did not within the request timeout, or the daemon is stopping.
+    std::optional<ApiError> take_request_token(const std::string& operation)
+    {
+        if (!connection.rate_limiter) {
+            return std::nullopt;
+        }
+        switch (connection.rate_limiter->acquire(std::chrono::steady_clock::now() + connection.timeout)) {
+        case RateLimiter::Outcome::granted:
+            return std::nullopt;
+        case RateLimiter::Outcome::timed_out:
+            return ApiError{0, true, false,
+                            fmt::format("not sent: the Ironic request rate limit (ironicQPS {:g}) allowed no request "
+                                        "within {} ms",
+                                        connection.rate_limiter->rate(), connection.timeout.count()),
+                            operation};
+        case RateLimiter::Outcome::interrupted:
+            break;
+        }
+        return ApiError{0, true, false, "not sent: metalsync is shutting down", operation};
+    }
+
     // One request. `path` starts with "/" and may carry a query string; the
     // operation named in errors leaves the query out.
     ApiResult<HttpResponse> call(std::string_view method, const std::string& path, const std::optional<json>& body,
@@ -230,6 +252,9 @@ struct IronicClient::Impl {
                     return std::unexpected(token.error());
                 }
                 headers.emplace_back("X-Auth-Token", *token);
+            }
+            if (auto refused = take_request_token(operation)) {
+                return std::unexpected(*refused);
             }
             auto response = http.request(method, endpoint + path, headers, payload, connection.timeout);
             if (!response) {

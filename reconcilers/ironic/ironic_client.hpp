@@ -20,6 +20,7 @@
 
 #include "reconcilers/http/api_error.hpp"
 #include "reconcilers/http/http_client.hpp"
+#include "reconcilers/http/rate_limiter.hpp"
 #include "reconcilers/observed_state.hpp"
 #include "reconcilers/openstack/clouds_config.hpp"
 #include "reconcilers/openstack/keystone.hpp"
@@ -39,6 +40,11 @@ struct IronicConnection {
     TlsOptions tls;
     std::chrono::milliseconds timeout = k_default_request_timeout;
     std::chrono::milliseconds connect_timeout = k_default_connect_timeout;
+    // limits.ironicQPS. Copies of the connection share it, so the observer's
+    // client and every executor worker's client draw on one budget: each
+    // request (version negotiation, list pages, a retry after 401) takes a
+    // token before it is sent, waiting at most `timeout` for it. Null: no limit.
+    std::shared_ptr<RateLimiter> rate_limiter;
 };
 
 // The connection a clouds.yaml cloud describes.
