@@ -341,6 +341,20 @@ std::string render_status(const nlohmann::json& arguments, std::string_view text
     }
     if (auto ironic_error = str(arguments, "ironicError"); !ironic_error.empty()) {
         rows.emplace_back("Ironic error", ironic_error);
+        const json& outage = field(arguments, "ironicOutage");
+        if (outage.is_object()) {
+            std::string line = "unreachable since " + time_with_age(field(outage, "since"), now);
+            if (auto failures = integer(field(outage, "failedObservations"))) {
+                line += "; " + std::to_string(*failures) + " failed observations, next " +
+                        age_text(field(outage, "nextAttempt"), now) + " (metalsync sync tries now)";
+            }
+            rows.emplace_back("Ironic outage", line);
+        }
+    }
+    if (const json& since = field(arguments, "gitPollingSince"); !since.is_null()) {
+        if (auto started = integer(since); started && now - *started >= 5) {
+            rows.emplace_back("Git poll", "running since " + time_with_age(since, now));
+        }
     }
     if (auto store_error = str(arguments, "storeError"); !store_error.empty()) {
         rows.emplace_back("Store error", store_error);

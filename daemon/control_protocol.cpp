@@ -18,6 +18,26 @@ std::string parse_error_text(const std::exception& e)
     return text;
 }
 
+// The same, for the log: nlohmann quotes the bytes it read last ("last
+// read: '{\"token\": \"s3cr'"), and a request's bytes never reach the log,
+// which may hold a secret someone pasted. The reply to the sender keeps them.
+std::string parse_error_log_text(const std::exception& e)
+{
+    std::string text = parse_error_text(e);
+    const std::string marker = "last read: '";
+    for (auto at = text.find(marker); at != std::string::npos; at = text.find(marker, at)) {
+        auto start = at + marker.size();
+        // The quoted fragment ends at the last "'" before the next "; " (or
+        // the end): the fragment itself may contain quotes and semicolons.
+        auto next = text.find("; expected", start);
+        auto close = text.rfind('\'', next == std::string::npos ? std::string::npos : next);
+        if (close == std::string::npos || close < start) close = text.size();
+        text.replace(at, close + (close < text.size() ? 1 : 0) - at, "(the bytes read are not logged)");
+        at += 1;
+    }
+    return text;
+}
+
 std::unexpected<ControlRequestError> malformed(std::string reason, std::string log_reason)
 {
     return std::unexpected(
@@ -82,7 +102,7 @@ std::expected<ControlRequest, ControlRequestError> parse_control_request(std::st
     try {
         parsed = nlohmann::json::parse(body);
     } catch (const nlohmann::json::exception& e) {
-        return malformed(parse_error_text(e), parse_error_text(e));
+        return malformed(parse_error_text(e), parse_error_log_text(e));
     }
     auto command = parsed.find("command");
     if (!parsed.is_object() || command == parsed.end()) {

@@ -593,7 +593,7 @@ ControlReply ControlServer::dispatch(const ControlRequest& request) const
         command = it->second;
     }
     if (command.mutating && !peer_may_mutate(request)) {
-        spdlog::warn("control socket: '{}' refused to uid {} gid {} pid {}", request.command, request.peer_uid,
+        spdlog::warn("control socket: '{}' refused to uid {} gid {} pid {}", printable(request.command), request.peer_uid,
                      request.peer_gid, request.peer_pid);
         return ControlReply{k_result_error,
                             "'" + request.command + "' needs " + who_may_mutate() + " (you are uid " +
@@ -603,10 +603,10 @@ ControlReply ControlServer::dispatch(const ControlRequest& request) const
     try {
         return command.handler(request);
     } catch (const std::exception& e) {
-        spdlog::error("control socket: '{}' failed: {}", request.command, e.what());
+        spdlog::error("control socket: '{}' failed: {}", printable(request.command), e.what());
         return ControlReply{k_result_error, e.what(), nullptr};
     } catch (...) {
-        spdlog::error("control socket: '{}' failed with an unknown exception", request.command);
+        spdlog::error("control socket: '{}' failed with an unknown exception", printable(request.command));
         return ControlReply{k_result_error, "'" + request.command + "' failed", nullptr};
     }
 }

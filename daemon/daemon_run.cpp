@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <future>
 #include <iostream>
 #include <mutex>
 #include <random>
@@ -42,6 +43,7 @@
 #include "reconcilers/node_planner.hpp"
 #include "reconcilers/openstack/clouds_config.hpp"
 #include "sources/git_remote_url.hpp"
+#include "sources/git_worker_process.hpp"
 #include "store/store.hpp"
 
 namespace metalsync {
@@ -105,6 +107,15 @@ double retry_backoff_seconds(int attempts)
     return std::min(600.0, 15.0 * std::pow(2.0, std::max(0, attempts - 1)));
 }
 
+// Wait before observing an unreachable Ironic again: 1 s after the first
+// failure, doubling, at most 30 s, each ±20% so that a fleet of bastions does
+// not come back in step. The loop still ticks every second meanwhile (Git,
+// completions, the socket); only the observation, and so the planning, waits.
+double observe_backoff_seconds(int failures, double jitter)
+{
+    return std::min(30.0, std::pow(2.0, std::max(0, failures - 1))) * jitter;
+}
+
 // What the loop knows right now, for the control socket's readers.
 struct NodeView {
     std::string provision_state;
@@ -126,6 +137,10 @@ struct LoopView {
     std::string rejected_commit;
     std::vector<std::string> rejected_errors;
     std::string ironic_error;
+    double ironic_down_since = 0;  // first failed observation of this outage; 0 when reachable
+    double ironic_retry_at = 0;    // the next observation attempt during an outage
+    int ironic_failures = 0;       // failed observations in a row
+    double git_poll_since = 0;     // a poll running on the Git thread since then; 0 when none
     std::string store_error;  // the last failed write to the state database, until one succeeds
     std::map<std::string, NodeView> nodes;
     Plan plan;
@@ -144,6 +159,7 @@ private:
     void signal_thread_main(sigset_t set);
     void tick();
     void poll_git(double now);
+    void take_git_poll(const std::expected<PollResult, GitError>& polled, double started, double now);
     bool observe(double now);
     void plan_and_submit(double now);
     void record_completions(double now);
@@ -206,6 +222,15 @@ private:
     std::mutex m_suspend_mutex;
     std::set<std::string> m_suspended_nodes;
     std::chrono::steady_clock::time_point m_next_poll{};
+    std::atomic<bool> m_poll_now{false};  // reconcile-now: start a poll at the next pass
+    // The network half of a Git poll, on a thread of its own; see poll_git().
+    std::future<std::expected<PollResult, GitError>> m_git_poll;
+    std::chrono::steady_clock::time_point m_git_poll_started{};
+    double m_git_poll_started_unix = 0;
+    // Observation backoff while Ironic is unreachable.
+    int m_observe_failures = 0;
+    std::chrono::steady_clock::time_point m_next_observe{};
+    std::atomic<bool> m_observe_now{false};  // reconcile-now: observe at the next pass, backoff or not
     int m_lock_fd = -1;
     std::mt19937 m_rng{std::random_device{}()};
 };
@@ -302,15 +327,47 @@ NodeStatus Daemon::status_of(const std::string& name)
     return s;
 }
 
+// The network half of a poll (ls-remote, fetch: up to the fetch deadline,
+// 120 s by default) runs on a thread of its own, so that a slow or stalled
+// remote never holds up observation, planning, the watchdog or SIGTERM. Its
+// answer is taken here, on the loop thread, at the first pass after it
+// arrives (it wakes the loop): loading, validating and recording the
+// revision stay with the loop, and GitSource is never used by both threads
+// at once (the next poll starts only after the last one was taken).
 void Daemon::poll_git(double now)
 {
-    const auto started = std::chrono::steady_clock::now();
-    auto result = m_intake->poll(now);
-    m_metrics.git_poll(result.polled_ok, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
-                       now);
+    if (m_git_poll.valid()) {
+        if (m_git_poll.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+            return;  // still fetching
+        }
+        auto polled = m_git_poll.get();
+        take_git_poll(polled, std::chrono::duration<double>(std::chrono::steady_clock::now() - m_git_poll_started).count(),
+                      now);
+    }
+    if (!m_poll_now.exchange(false) && std::chrono::steady_clock::now() < m_next_poll) {
+        return;
+    }
+    m_git_poll_started = std::chrono::steady_clock::now();
+    m_git_poll_started_unix = now;
+    {
+        std::lock_guard lock(m_view_mutex);
+        m_view.git_poll_since = now;
+    }
+    m_git_poll = std::async(std::launch::async, [this, last = m_intake->last_tip()] {
+        auto polled = m_git->poll(last);
+        request_wakeup();
+        return polled;
+    });
+}
+
+void Daemon::take_git_poll(const std::expected<PollResult, GitError>& polled, double seconds, double now)
+{
+    auto result = m_intake->take(polled, now);
+    m_metrics.git_poll(result.polled_ok, seconds, now);
     if (result.new_revision) m_metrics.revision(result.accepted);
     std::lock_guard lock(m_view_mutex);
-    m_view.last_poll = now;
+    m_view.git_poll_since = 0;
+    m_view.last_poll = m_git_poll_started_unix;
     if (!result.polled_ok) {
         m_view.git_error = result.error;
         m_next_poll = std::chrono::steady_clock::now() + next_poll_delay(true);
@@ -341,20 +398,35 @@ bool Daemon::observe(double now)
                                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     m_metrics.ironic_request(observed ? "success" : (observed.error().http_status == 0 ? "unavailable" : "error"));
     if (!observed) {
+        ++m_observe_failures;
+        std::uniform_real_distribution<double> jitter(0.8, 1.2);
+        const double wait = observe_backoff_seconds(m_observe_failures, jitter(m_rng));
+        m_next_observe = std::chrono::steady_clock::now() +
+                         std::chrono::milliseconds(static_cast<long long>(wait * 1000.0));
         std::lock_guard lock(m_view_mutex);
         if (m_view.ironic_error != observed.error().describe()) {
-            spdlog::warn("ironic: cannot observe: {}", observed.error().describe());
+            spdlog::warn("ironic: cannot observe: {}; nothing is planned until it answers (next attempt in {:.0f}s, "
+                         "backing off to 30s)",
+                         observed.error().describe(), wait);
         }
         m_view.ironic_error = observed.error().describe();
+        if (m_view.ironic_down_since == 0) m_view.ironic_down_since = now;
+        m_view.ironic_retry_at = now + wait;
+        m_view.ironic_failures = m_observe_failures;
         return false;
     }
     {
         std::lock_guard lock(m_view_mutex);
         if (!m_view.ironic_error.empty()) {
-            spdlog::info("ironic: reachable again at {}", m_observer->endpoint());
+            spdlog::info("ironic: reachable again at {} after {:.0f}s ({} failed observations)", m_observer->endpoint(),
+                         now - m_view.ironic_down_since, m_observe_failures);
         }
         m_view.ironic_error.clear();
+        m_view.ironic_down_since = 0;
+        m_view.ironic_retry_at = 0;
+        m_view.ironic_failures = 0;
     }
+    m_observe_failures = 0;
     std::lock_guard store_lock(m_store_mutex);
     checked(m_store->replace_observed(*observed, now), "replace_observed");
     auto tx = m_store->transaction();
@@ -600,14 +672,15 @@ void Daemon::tick()
 {
     double now = unix_now();
     const auto started = std::chrono::steady_clock::now();
-    if (std::chrono::steady_clock::now() >= m_next_poll) {
-        poll_git(now);
-    }
+    poll_git(now);
     record_completions(now);
     if (!m_intake->current()) {
         return;
     }
     m_kube->set_desired(m_intake->current(), m_intake->current_commit().author_name);
+    if (!m_observe_now.exchange(false) && std::chrono::steady_clock::now() < m_next_observe) {
+        return;  // Ironic unreachable: waiting out the observation backoff
+    }
     if (!observe(now)) {
         return;  // never plan on an incomplete observation: every node would look missing
     }
@@ -860,6 +933,11 @@ int Daemon::run()
     }
     spdlog::info("shutting down: no new actions; waiting up to 10s for those in flight");
     sd_notify(0, "STOPPING=1");
+    if (m_git_poll.valid()) {
+        // A fetch in flight is abandoned (its worker killed); the next start fetches again.
+        git::cancel_all_workers();
+        m_git_poll.wait();
+    }
     auto never_started = m_executor->stop(std::chrono::seconds(10));
     m_kube->stop();
     record_completions(unix_now());
@@ -984,6 +1062,12 @@ void Daemon::register_commands(ControlServer& server)
                 {"lastSuccessfulPoll", m_view.last_poll_ok},
                 {"gitError", m_view.git_error.empty() ? nlohmann::json() : nlohmann::json(m_view.git_error)},
                 {"ironicError", m_view.ironic_error.empty() ? nlohmann::json() : nlohmann::json(m_view.ironic_error)},
+                {"ironicOutage", m_view.ironic_down_since == 0
+                                     ? nlohmann::json()
+                                     : nlohmann::json{{"since", m_view.ironic_down_since},
+                                                      {"failedObservations", m_view.ironic_failures},
+                                                      {"nextAttempt", m_view.ironic_retry_at}}},
+                {"gitPollingSince", m_view.git_poll_since == 0 ? nlohmann::json() : nlohmann::json(m_view.git_poll_since)},
                 {"storeError", m_view.store_error.empty() ? nlohmann::json() : nlohmann::json(m_view.store_error)},
                 {"rejected", m_view.rejected_commit.empty()
                                  ? nlohmann::json()
@@ -997,7 +1081,11 @@ void Daemon::register_commands(ControlServer& server)
             std::string text = std::to_string(m_view.nodes.size()) + " nodes, " + std::to_string(at_goal) + " at goal";
             if (!m_view.ready) text += "; no revision accepted yet";
             if (!m_view.git_error.empty()) text += "; git: " + m_view.git_error;
-            if (!m_view.ironic_error.empty()) text += "; ironic: " + m_view.ironic_error;
+            if (!m_view.ironic_error.empty()) {
+                text += "; ironic: " + m_view.ironic_error + " (" + std::to_string(m_view.ironic_failures) +
+                        " failed observations, next attempt in " +
+                        std::to_string(std::max(0L, std::lround(m_view.ironic_retry_at - unix_now()))) + "s)";
+            }
             if (!m_view.store_error.empty()) text += "; store: " + m_view.store_error;
             if (!m_view.rejected_commit.empty()) text += "; revision " + short_id(m_view.rejected_commit) + " rejected";
             if (kube.enabled || !kube.error.empty()) text += "; " + kube_status_text(kube);
@@ -1113,7 +1201,8 @@ void Daemon::register_commands(ControlServer& server)
     server.add_command(
         "reconcile-now",
         [this](const ControlRequest&) -> ControlReply {
-            m_next_poll = std::chrono::steady_clock::time_point{};
+            m_poll_now = true;
+            m_observe_now = true;
             request_wakeup();
             m_kube->wake();
             return {k_result_success, "reconcile requested: polling Git and observing Ironic now", nullptr};

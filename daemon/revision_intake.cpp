@@ -73,10 +73,11 @@ void RevisionIntake::restore()
     }
 }
 
-IntakeResult RevisionIntake::poll(double now)
+IntakeResult RevisionIntake::poll(double now) { return take(m_source.poll(m_last_tip), now); }
+
+IntakeResult RevisionIntake::take(const std::expected<PollResult, GitError>& polled, double now)
 {
     IntakeResult result;
-    auto polled = m_source.poll(m_last_tip);
     if (!polled) {
         result.error = polled.error().message;
         spdlog::warn("git: {}", result.error);

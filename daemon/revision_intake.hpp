@@ -35,7 +35,14 @@ public:
     // last accepted commit is loaded again from the local clone.
     void restore();
 
+    // poll() = take(source.poll(last_tip()), now), on one thread. The daemon
+    // runs the network half, GitSource::poll, on a thread of its own (a
+    // stalled remote must not stall observation, the watchdog or SIGTERM)
+    // and hands its answer to take() on the loop thread; the two never
+    // overlap, as GitSource is not for concurrent use.
     IntakeResult poll(double now);
+    IntakeResult take(const std::expected<PollResult, GitError>& polled, double now);
+    [[nodiscard]] const std::string& last_tip() const { return m_last_tip; }
 
     // The desired state in force: the last accepted revision, if any.
     [[nodiscard]] std::shared_ptr<const DesiredState> current() const { return m_current; }

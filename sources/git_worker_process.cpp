@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -22,6 +23,8 @@ namespace metalsync::git {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+std::atomic<bool> g_cancelled{false};
 
 class Fd {
 public:
@@ -92,6 +95,8 @@ std::string format_seconds(std::chrono::milliseconds duration)
     std::snprintf(buf.data(), buf.size(), "%.1fs", static_cast<double>(ms) / 1000.0);
     return buf.data();
 }
+
+void cancel_all_workers() { g_cancelled.store(true); }
 
 std::expected<nlohmann::json, GitError> run_git_worker(const std::filesystem::path& exe, const nlohmann::json& request,
                                                        WorkerDeadlines deadlines, const std::string& remote_label)
@@ -177,6 +182,10 @@ std::expected<nlohmann::json, GitError> run_git_worker(const std::filesystem::pa
     ::fcntl(err_parent.get(), F_SETFL, O_NONBLOCK);
 
     while (out_open || err_open) {
+        if (g_cancelled.load()) {
+            kill_and_reap(pid);
+            return fail("cancelled: the daemon is stopping");
+        }
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
         if (left.count() <= 0) {
             kill_and_reap(pid);

@@ -29,6 +29,11 @@ struct WorkerDeadlines {
 std::expected<nlohmann::json, GitError> run_git_worker(const std::filesystem::path& exe, const nlohmann::json& request,
                                                        WorkerDeadlines deadlines, const std::string& remote_label);
 
+// Shutdown: every worker running now, or started later in this process, is
+// killed within a second and its run_git_worker returns an error. Safe from
+// any thread; there is no way back (the daemon calls it once, when stopping).
+void cancel_all_workers();
+
 // "1s", "1.5s", "120s": how deadlines are named in messages.
 std::string format_seconds(std::chrono::milliseconds duration);
 

@@ -73,7 +73,7 @@ start_git_daemon() {
 stop_git_daemon() { kill "$gitd" 2>/dev/null || true; wait "$gitd" 2>/dev/null || true; gitd=""; }
 start_git_daemon
 
-write_config() {  # write_config URL
+write_config() {  # write_config URL [CONNECT-TIMEOUT]
     cat > "$T/metalsync.yaml" <<CFG
 stateDir: $T/state
 socket: $sock
@@ -84,7 +84,7 @@ git:
   branch: main
   pollInterval: 1s
   retryInterval: 1s
-  connectTimeout: 2s
+  connectTimeout: ${2:-2s}
   fetchTimeout: 3s
 ironic: {endpoint: "http://127.0.0.1:9", timeout: 2s}
 metrics: {listen: ""}
@@ -126,7 +126,7 @@ wait_for "file:// remote back: error cleared" "not s['gitError'] and s['revision
 # The git daemon's port is taken over by a listener that accepts and never
 # answers: the daemon keeps its URL and sees the remote hang.
 stop_daemon
-write_config "git://127.0.0.1:$git_port/fleet.git"
+write_config "git://127.0.0.1:$git_port/fleet.git" 12s
 start_daemon
 wait_for "git:// remote polled again after a restart" "s['revision']=='$good2' and not s['gitError']" 60
 stop_git_daemon
@@ -143,6 +143,13 @@ PY
 staller=$!
 deadline=$(( $(date +%s) + 10 ))
 until grep -q listening "$T/staller.log" 2>/dev/null; do [ "$(date +%s)" -lt "$deadline" ] || break; sleep 0.1; done
+# The poll hangs on a thread of its own: the loop goes on meanwhile. A sync
+# makes it observe (Ironic, unreachable here, counts one more failure) while
+# the poll is still hanging; a loop blocked in the poll could not.
+wait_for "a poll hangs on the stalled remote (status shows it running)" "s['gitPollingSince']" 20
+before=$("$PY" -c "import json; print(json.load(open('$T/status.json'))['ironicOutage']['failedObservations'])")
+ms sync >/dev/null
+wait_for "the loop observes while the poll hangs" "s['gitPollingSince'] and s['ironicOutage']['failedObservations'] > $before" 5
 wait_for "stalled remote: poll times out, status shows it, revision kept" \
     "s['gitError'] and ('no answer within' in s['gitError'] or 'timed out' in s['gitError']) and s['revision']=='$good2'" 60
 # The socket answers while polls hang (each retry hangs for connectTimeout).
@@ -150,6 +157,15 @@ answered=0
 for i in 1 2 3 4 5; do ms status -o json >/dev/null 2>&1 && answered=$((answered+1)); done
 [ "$answered" -eq 5 ] && ok "status answers while polls hang" || bad "status answered $answered/5 while polls hang"
 ms version >/dev/null 2>&1 && ok "version answers while polls hang" || bad "version during a hanging poll"
+# SIGTERM during a hanging poll: the fetch worker is killed, the daemon stops
+# at once rather than at the 12 s connect deadline.
+wait_for "a poll hangs again" "s['gitPollingSince']" 20
+term_at=$(date +%s%N)
+kill -TERM "$daemon"; wait "$daemon" 2>/dev/null || true; daemon=""
+term_ms=$(( ($(date +%s%N) - term_at) / 1000000 ))
+[ "$term_ms" -lt 5000 ] && ok "SIGTERM during a hanging poll stops the daemon in ${term_ms} ms" ||
+    bad "SIGTERM during a hanging poll took ${term_ms} ms (the fetch held the stop)"
+start_daemon
 kill "$staller" 2>/dev/null || true; wait "$staller" 2>/dev/null || true; staller=""
 start_git_daemon
 wait_for "remote answers again: error cleared" "not s['gitError'] and s['revision']=='$good2'" 60

@@ -98,6 +98,7 @@ wait_ironic "rollout under way (some nodes past enroll, not all active)" \
     "\$2 != \"enroll\" {p++} \$2 == \"active\" {a++} END {exit !(p >= 2 && a < $nodes)}" 180
 echo "--- ironic stopping" >>"$T/daemon.log"
 "$src/scripts/ironic-testbed" stop "$T/ironic"
+stopped_at=$(date +%s)
 wait_for "outage reported: status shows ironicError" "s['ironicError'] and 'unreachable' in s['ironicError']" 60
 ms status >"$T/out.txt" 2>&1 || true
 grep -q "ironic:" "$T/out.txt" && ok "status text names the Ironic error" || bad "status text: $(cat "$T/out.txt")"
@@ -105,6 +106,20 @@ grep -q "ironic:" "$T/out.txt" && ok "status text names the Ironic error" || bad
 # observation); in-flight actions fail and get a retry time.
 wait_for "nothing runs in the executor during the outage" "s['executor']['running']==0" 60
 kill -0 "$daemon" && ok "daemon alive during the outage" || bad "daemon died during the outage"
+# The daemon backs off: observations 1 s, 2 s, 4 s, 8 s... apart (at most
+# 30 s, ±20%), not one a second. After 20 s down that is 5 attempts (6 with
+# the jitter's worst case); one a second would be about 20.
+while [ $(( $(date +%s) - stopped_at )) -lt 20 ]; do sleep 1; done
+ms status -o json >"$T/status.json"
+failures=$("$PY" -c "import json; o=json.load(open('$T/status.json'))['ironicOutage']; print(o['failedObservations'] if o else -1)")
+[ "$failures" -ge 3 ] && [ "$failures" -le 7 ] && ok "observation backs off during the outage ($failures attempts in 20 s)" ||
+    bad "observation attempts in 20 s of outage: $failures (want 3 to 7: backing off)"
+ms status >"$T/out.txt" 2>&1 || true
+grep -q "Ironic outage.*failed observations, next in" "$T/out.txt" && ok "status text shows the outage and the next attempt" ||
+    bad "status text lacks the outage line: $(cat "$T/out.txt")"
+# `metalsync sync` tries now, backoff or not.
+ms sync >/dev/null
+wait_for "sync observes at once during the backoff" "s['ironicOutage'] and s['ironicOutage']['failedObservations'] > $failures" 5
 "$src/scripts/ironic-testbed" restart "$T/ironic" >/dev/null
 echo "--- ironic restarted" >>"$T/daemon.log"
 wait_for "Ironic back: ironicError cleared" "not s['ironicError']" 60

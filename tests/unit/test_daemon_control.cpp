@@ -265,6 +265,27 @@ TEST_SUITE("daemon")
         CHECK(call(f.socket, "echo").result == 0);
     }
 
+    TEST_CASE("control protocol: the log's reason never quotes the request's bytes; the reply may")
+    {
+        for (const char* request : {R"({"command": "node-get", "arguments": {"token": s3cr3t-Sesame}})",
+                                    R"({"command": "x", "password": 's3cr3t-Sesame'})",
+                                    R"({"s3cr3t-Sesame)", R"({"command": "s3cr3t-Sesame; expected 'x'" )"}) {
+            CAPTURE(request);
+            auto parsed = parse_control_request(request, 1 << 20);
+            REQUIRE_FALSE(parsed.has_value());
+            const auto& error = parsed.error();
+            CHECK(error.log_reason.find("s3cr3t") == std::string::npos);
+            CHECK(error.log_reason.find("Sesame") == std::string::npos);
+            CHECK_FALSE(error.log_reason.empty());
+            CHECK(error.reply.text.starts_with("malformed request: "));
+        }
+        // Where the parser quoted bytes, the reply (to the sender only) keeps them.
+        auto parsed = parse_control_request(R"({"command": "s3cr3t)", 1 << 20);
+        REQUIRE_FALSE(parsed.has_value());
+        CHECK(parsed.error().reply.text.find("s3cr3t") != std::string::npos);
+        CHECK(parsed.error().log_reason.find("not logged") != std::string::npos);
+    }
+
     TEST_CASE("control socket: an oversized request is refused with an error reply")
     {
         Fixture f;
