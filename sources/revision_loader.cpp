@@ -1,5 +1,7 @@
 #include "sources/revision_loader.hpp"
 
+#include "sources/claim_table.hpp"
+
 #include <map>
 #include <set>
 #include <string_view>
@@ -23,12 +25,13 @@ std::optional<T> pick(const std::optional<T>& node, const std::optional<T>& cls)
 
 int default_bmc_port(const std::string& driver) { return driver == "ipmi" ? 623 : 443; }
 
-NodeSpec resolve(const NodeDocument& doc, const NodeClass* cls)
+// Fills `spec` (default-constructed, already in the state's map: no NodeSpec
+// is moved).
+void resolve(NodeSpec& spec, const NodeDocument& doc, const NodeClass* cls)
 {
     static const NodeFields k_empty;
     const NodeFields& c = cls != nullptr ? cls->fields : k_empty;
     const NodeFields& n = doc.fields;
-    NodeSpec spec;
     spec.name = doc.name;
     spec.labels = doc.labels;
     spec.class_name = doc.class_name;
@@ -45,7 +48,9 @@ NodeSpec resolve(const NodeDocument& doc, const NodeClass* cls)
     spec.automated_clean = pick(n.automated_clean, c.automated_clean).value_or(true);
     spec.ports = doc.ports;
     spec.properties = c.properties;
-    spec.properties.merge_patch(n.properties);
+    if (!(n.properties.is_object() && n.properties.empty() && spec.properties.is_object())) {
+        spec.properties.merge_patch(n.properties);  // (an empty object patch is a no-op on an object)
+    }
     spec.resource_class = pick(n.resource_class, c.resource_class).value_or("");
     spec.inspect = pick(n.inspect, c.inspect).value_or(false);
     spec.expect.cpus = pick(n.expect.cpus, c.expect.cpus);
@@ -60,8 +65,33 @@ NodeSpec resolve(const NodeDocument& doc, const NodeClass* cls)
     spec.maintenance_reason = pick(n.maintenance_reason, c.maintenance_reason).value_or("");
     spec.power = pick(n.power, c.power);
     spec.source = doc.source;
-    return spec;
 }
+
+// A BMC as the duplicate check sees it: address:port[/system]. An address
+// holds no '/' and a system id starts with one, so two endpoints are equal
+// exactly when their "address:port/system" texts are.
+struct BmcEndpoint {
+    std::string_view address;
+    int port = 0;
+    std::string_view system_id;
+
+    bool operator==(const BmcEndpoint&) const = default;
+    [[nodiscard]] std::string to_string() const
+    {
+        return std::string(address) + ":" + std::to_string(port) + std::string(system_id);
+    }
+};
+
+struct BmcEndpointHash {
+    std::size_t operator()(const BmcEndpoint& e) const
+    {
+        const std::hash<std::string_view> h;
+        std::size_t seed = h(e.address);
+        seed ^= static_cast<std::size_t>(e.port) + 0x9e3779b97f4a7c15ULL + (seed << 6) + (seed >> 2);
+        seed ^= h(e.system_id) + 0x9e3779b97f4a7c15ULL + (seed << 6) + (seed >> 2);
+        return seed;
+    }
+};
 
 std::string api_group(const std::string& api_version)
 {
@@ -116,9 +146,10 @@ std::expected<DesiredState, Diagnostics> assemble_revision(const std::vector<std
         state.has_policy = true;
     }
 
-    // The cross-document indexes are hash maps sized up front, keyed by views
-    // into the parsed files (alive until this function returns); the
-    // "file:line" of the first claimant is only formatted for a conflict.
+    // Node names are claimed in state.nodes itself; MACs and BMCs in claim
+    // tables sized up front, keyed by views into the parsed files (alive
+    // until this function returns). The "file:line" of the first claimant is
+    // only looked up and formatted for a conflict.
     std::size_t node_count = 0;
     std::size_t port_count = 0;
     for (const auto& f : files) {
@@ -128,24 +159,35 @@ std::expected<DesiredState, Diagnostics> assemble_revision(const std::vector<std
         }
     }
     struct PortClaim {
-        const NodeDocument* doc;
-        std::size_t index;
+        const NodeDocument* doc = nullptr;
+        std::size_t index = 0;
     };
-    std::unordered_map<std::string_view, const NodeDocument*> node_at;
-    std::unordered_map<std::string_view, PortClaim> mac_owner;
-    std::unordered_map<std::string, const NodeDocument*> bmc_owner;  // address:port[/system]
-    node_at.reserve(node_count);
-    mac_owner.reserve(port_count);
-    bmc_owner.reserve(node_count);
+    ClaimTable<std::string_view, PortClaim> mac_owner(port_count);
+    ClaimTable<BmcEndpoint, const NodeDocument*, BmcEndpointHash> bmc_owner(node_count);
+    std::unordered_map<std::string_view, const NodeDocument*> first_declared;  // built at the first duplicate name
     for (const auto& f : files) {
         for (const auto& doc : f->nodes) {
             const auto& file = doc.source.file;
-            if (auto [it, inserted] = node_at.emplace(doc.name, &doc); !inserted) {
+            // Files come in path order and generated repositories name their
+            // nodes along their paths: with the end() hint such a node is
+            // appended in constant time (the hint never changes the result).
+            const std::size_t before = state.nodes.size();
+            auto slot = state.nodes.try_emplace(state.nodes.end(), doc.name);
+            if (state.nodes.size() == before) {
+                if (first_declared.empty()) {
+                    for (const auto& g : files) {
+                        for (const auto& d : g->nodes) {
+                            first_declared.emplace(d.name, &d);
+                        }
+                    }
+                }
+                const NodeDocument& first = *first_declared.at(doc.name);
                 report(file, doc.name_at, "metadata.name",
-                       "node '" + doc.name + "' is already declared at " +
-                           where(it->second->source.file, it->second->name_at));
+                       "node '" + doc.name + "' is already declared at " + where(first.source.file, first.name_at));
                 continue;
             }
+            // From here on an error leaves the node's entry as it is: a
+            // revision with an error is rejected whole, its state never used.
             const NodeClass* cls = nullptr;
             if (!doc.class_name.empty()) {
                 auto it = state.classes.find(doc.class_name);
@@ -155,7 +197,8 @@ std::expected<DesiredState, Diagnostics> assemble_revision(const std::vector<std
                 }
                 cls = &it->second;
             }
-            NodeSpec spec = resolve(doc, cls);
+            NodeSpec& spec = slot->second;
+            resolve(spec, doc, cls);
             auto via = [cls] { return cls != nullptr ? " (here or in NodeClass '" + cls->name + "')" : std::string(); };
             if (spec.bmc.driver.empty()) {
                 report(file, doc.bmc_at, "spec.bmc.driver", "no driver: set spec.bmc.driver" + via());
@@ -170,29 +213,23 @@ std::expected<DesiredState, Diagnostics> assemble_revision(const std::vector<std
             }
             for (std::size_t i = 0; i < doc.ports.size(); ++i) {
                 const auto& mac = doc.ports[i].mac;
-                auto [it, inserted] = mac_owner.emplace(mac, PortClaim{&doc, i});
-                if (!inserted) {
-                    const auto& owner = *it->second.doc;
+                if (const auto* first = mac_owner.claim(mac, PortClaim{&doc, i})) {
+                    const auto& owner = *first->doc;
                     report(file, doc.mac_at[i], "spec.ports[" + std::to_string(i) + "].mac",
                            "MAC " + mac + " is already claimed by node '" + owner.name + "' at " +
-                               where(owner.source.file, owner.mac_at[it->second.index]));
+                               where(owner.source.file, owner.mac_at[first->index]));
                 }
             }
             if (!doc.bmc_address.empty() && !spec.bmc.driver.empty()) {
-                int port = spec.bmc.port.value_or(default_bmc_port(spec.bmc.driver));
-                std::string key = doc.bmc_address + ":" + std::to_string(port) + doc.bmc_system_id;
-                auto [it, inserted] = bmc_owner.emplace(key, &doc);
-                if (!inserted) {
-                    const auto& owner = *it->second;
+                const BmcEndpoint key{doc.bmc_address, spec.bmc.port.value_or(default_bmc_port(spec.bmc.driver)),
+                                      doc.bmc_system_id};
+                if (const auto* first = bmc_owner.claim(key, &doc)) {
+                    const auto& owner = **first;
                     report(file, doc.address_at, "spec.bmc.address",
-                           "BMC " + key + " is already claimed by node '" + owner.name + "' at " +
+                           "BMC " + key.to_string() + " is already claimed by node '" + owner.name + "' at " +
                                where(owner.source.file, owner.address_at));
                 }
             }
-            // Files come in path order and generated repositories name their
-            // nodes along their paths: with the end() hint such a node is
-            // appended in constant time (the hint never changes the result).
-            state.nodes.emplace_hint(state.nodes.end(), doc.name, std::move(spec));
         }
     }
 

@@ -877,6 +877,17 @@ TEST_SUITE("reconcilers")
             w.desired.policy.mass_deletion_max_percent = 30;
             CHECK_FALSE(w.plan().mass_deletion_held);
         }
+        SUBCASE("every node in Git or in Ironic counts once: nodes not enrolled yet too")
+        {
+            for (int i = 10; i < 12; ++i) {
+                auto spec = make_spec("node-" + std::to_string(i), i + 1, ProvisionGoal::available);
+                w.desired.nodes[spec.name] = spec;
+            }
+            auto plan = w.plan();
+            CHECK(plan.mass_deletion_held);
+            CHECK(plan.mass_deletion_message.find("3 of 12 nodes (25%)") != std::string::npos);
+            CHECK(plan.actions.size() == 2);  // the two enrollments go on
+        }
         SUBCASE("goal changes count too: undeploying 3 of 10 by Git is held")
         {
             w.desired.policy.prune = false;

@@ -691,6 +691,143 @@ TEST_SUITE("sources")
         CHECK(loader.last_stats().parsed == 1);
     }
 
+    TEST_CASE("loader: cross-document checks span cached and re-parsed files")
+    {
+        // The parse cache serves unchanged files; every check across
+        // documents still runs over the whole revision, whichever side of a
+        // conflict was parsed just now.
+        Repo repo;
+        repo.put("nodes/a.yaml", node_yaml("node-a", "aa:bb:cc:dd:ee:01", "10.0.0.1"), "a1");
+        repo.put("nodes/b.yaml", node_yaml("node-b", "aa:bb:cc:dd:ee:02", "10.0.0.2"), "b1");
+        RevisionLoader loader;
+        REQUIRE(loader.load(repo.files(), repo.reader()).has_value());
+
+        SUBCASE("a re-parsed file declares a cached file's node name, MAC and BMC")
+        {
+            repo.put("nodes/b.yaml", node_yaml("node-a", "AA:BB:CC:DD:EE:01", "10.0.0.1"), "b2");
+            auto errors = errors_of(loader.load(repo.files(), repo.reader()));
+            CHECK(loader.last_stats().parsed == 1);
+            INFO(dump(errors));
+            CHECK(has(errors, "nodes/b.yaml", "metadata.name", "node 'node-a' is already declared at nodes/a.yaml:4"));
+            CHECK(errors.size() == 1);  // a node whose name is taken is not checked further
+
+            repo.put("nodes/b.yaml", node_yaml("node-b", "AA:BB:CC:DD:EE:01", "10.0.0.1"), "b3");
+            errors = errors_of(loader.load(repo.files(), repo.reader()));
+            INFO(dump(errors));
+            CHECK(has(errors, "nodes/b.yaml", "spec.ports[0].mac",
+                      "MAC aa:bb:cc:dd:ee:01 is already claimed by node 'node-a' at nodes/a.yaml:11"));
+            CHECK(has(errors, "nodes/b.yaml", "spec.bmc.address",
+                      "BMC 10.0.0.1:623 is already claimed by node 'node-a' at nodes/a.yaml:8"));
+            CHECK(errors.size() == 2);
+        }
+        SUBCASE("a new file earlier in path order takes a cached file's names: the cached one is the duplicate")
+        {
+            repo.put("nodes/0.yaml", node_yaml("node-b", "aa:bb:cc:dd:ee:02", "10.0.0.2"), "z1");
+            auto errors = errors_of(loader.load(repo.files(), repo.reader()));
+            CHECK(loader.last_stats().parsed == 1);
+            INFO(dump(errors));
+            CHECK(has(errors, "nodes/b.yaml", "metadata.name", "node 'node-b' is already declared at nodes/0.yaml:4"));
+            CHECK(errors.size() == 1);
+        }
+        SUBCASE("the conflict is resolved in the re-parsed file: the revision loads again")
+        {
+            repo.put("nodes/b.yaml", node_yaml("node-a", "aa:bb:cc:dd:ee:01", "10.0.0.1"), "b2");
+            CHECK_FALSE(loader.load(repo.files(), repo.reader()).has_value());
+            repo.put("nodes/b.yaml", node_yaml("node-b2", "aa:bb:cc:dd:ee:03", "10.0.0.3"), "b3");
+            auto state = loader.load(repo.files(), repo.reader());
+            REQUIRE(state.has_value());
+            CHECK(state->nodes.size() == 2);
+            CHECK(state->nodes.contains("node-b2"));
+            CHECK_FALSE(state->nodes.contains("node-b"));
+        }
+    }
+
+    TEST_CASE("loader: a changed NodeClass re-resolves every node of that class, cached or not")
+    {
+        const std::string cls = "apiVersion: metalsync.dev/v1alpha1\nkind: NodeClass\nmetadata: {name: dell}\n"
+                                "spec:\n  bmc: {driver: ipmi, credentials: dell-bmc}\n  properties: {cpu_arch: x86_64}\n";
+        auto node = [](const std::string& name, const std::string& mac, const std::string& address,
+                       const std::string& extra = "") {
+            return "apiVersion: metalsync.dev/v1alpha1\nkind: Node\nmetadata: {name: " + name +
+                   "}\nspec:\n  class: dell\n  bmc: {address: " + address + "}\n  ports: [{mac: '" + mac + "'}]\n" +
+                   extra;
+        };
+        Repo repo;
+        repo.put("classes/dell.yaml", cls, "c1");
+        repo.put("nodes/a.yaml", node("a", "aa:bb:cc:dd:ee:01", "10.0.0.1"), "a1");
+        repo.put("nodes/b.yaml", node("b", "aa:bb:cc:dd:ee:02", "10.0.0.2", "  properties: {cpu_arch: aarch64}\n"),
+                 "b1");
+        RevisionLoader loader;
+        auto first = loader.load(repo.files(), repo.reader());
+        const auto& one = state_of(first);
+        CHECK(one.nodes.at("a").bmc.port == std::nullopt);
+        CHECK(one.nodes.at("a").properties == nlohmann::json{{"cpu_arch", "x86_64"}});
+        CHECK(one.nodes.at("b").properties == nlohmann::json{{"cpu_arch", "aarch64"}});
+
+        // Only the class file changes: both node files come from the cache.
+        repo.put("classes/dell.yaml",
+                 "apiVersion: metalsync.dev/v1alpha1\nkind: NodeClass\nmetadata: {name: dell}\n"
+                 "spec:\n  bmc: {driver: ipmi, credentials: dell-bmc-2, port: 6230}\n"
+                 "  properties: {cpu_arch: x86_64, memory_mb: 1024}\n",
+                 "c2");
+        auto second = loader.load(repo.files(), repo.reader());
+        CHECK(loader.last_stats().parsed == 1);
+        const auto& two = state_of(second);
+        for (const std::string name : {"a", "b"}) {
+            CAPTURE(name);
+            CHECK(two.nodes.at(name).bmc.credentials == "dell-bmc-2");
+            CHECK(two.nodes.at(name).bmc.port == 6230);
+            CHECK(two.nodes.at(name).properties.at("memory_mb") == 1024);
+        }
+        CHECK(two.nodes.at("b").properties.at("cpu_arch") == "aarch64");  // the node's own value still wins
+
+        // A class change that makes cached nodes invalid rejects the revision at those nodes.
+        repo.put("classes/dell.yaml",
+                 "apiVersion: metalsync.dev/v1alpha1\nkind: NodeClass\nmetadata: {name: dell}\n"
+                 "spec:\n  bmc: {driver: redfish}\n",
+                 "c3");
+        auto errors = errors_of(loader.load(repo.files(), repo.reader()));
+        CHECK(loader.last_stats().parsed == 1);
+        INFO(dump(errors));
+        CHECK(has(errors, "nodes/a.yaml", "spec.bmc.credentials", "NodeClass 'dell'"));
+        CHECK(has(errors, "nodes/b.yaml", "spec.bmc.credentials", "NodeClass 'dell'"));
+        CHECK(errors.size() == 2);
+
+        // The class renamed away: its nodes name a class that no longer exists.
+        repo.put("classes/dell.yaml", "apiVersion: metalsync.dev/v1alpha1\nkind: NodeClass\nmetadata: {name: hpe}\nspec: {}\n",
+                 "c4");
+        errors = errors_of(loader.load(repo.files(), repo.reader()));
+        INFO(dump(errors));
+        CHECK(has(errors, "nodes/a.yaml", "spec.class", "NodeClass 'dell' does not exist"));
+        CHECK(has(errors, "nodes/b.yaml", "spec.class", "NodeClass 'dell' does not exist"));
+        CHECK(errors.size() == 2);
+    }
+
+    TEST_CASE("loader: a node whose class is missing still holds its name; BMCs differ by port and system id")
+    {
+        Repo repo;
+        repo.put("nodes/a.yaml", "apiVersion: metalsync.dev/v1alpha1\nkind: Node\nmetadata: {name: x}\n"
+                                 "spec:\n  class: missing\n  bmc: {address: 10.0.0.1}\n");
+        repo.put("nodes/b.yaml", node_yaml("x", "aa:bb:cc:dd:ee:01", "10.0.0.2"));
+        // Redfish: the same address with another port or system id is another BMC.
+        auto redfish = [](const std::string& name, const std::string& bmc) {
+            return "apiVersion: metalsync.dev/v1alpha1\nkind: Node\nmetadata: {name: " + name +
+                   "}\nspec:\n  bmc: {driver: redfish, credentials: c, address: 10.0.0.9" + bmc + "}\n";
+        };
+        repo.put("nodes/r1.yaml", redfish("r1", ", systemId: /redfish/v1/Systems/1"));
+        repo.put("nodes/r2.yaml", redfish("r2", ", systemId: /redfish/v1/Systems/2"));
+        repo.put("nodes/r3.yaml", redfish("r3", ", port: 8443, systemId: /redfish/v1/Systems/1"));
+        repo.put("nodes/r4.yaml", redfish("r4", ", port: 443, systemId: /redfish/v1/Systems/1"));
+        repo.put("nodes/r5.yaml", redfish("r5", ""));
+        auto errors = errors_of(load(repo));
+        INFO(dump(errors));
+        CHECK(has(errors, "nodes/a.yaml", "spec.class", "NodeClass 'missing' does not exist"));
+        CHECK(has(errors, "nodes/b.yaml", "metadata.name", "node 'x' is already declared at nodes/a.yaml:3"));
+        CHECK(has(errors, "nodes/r4.yaml", "spec.bmc.address",
+                  "BMC 10.0.0.9:443/redfish/v1/Systems/1 is already claimed by node 'r1' at nodes/r1.yaml:5"));
+        CHECK(errors.size() == 3);
+    }
+
     TEST_CASE("loader: a multi-document file with empty documents")
     {
         auto parsed = parse("# nodes of rack 1\n---\n---\n# only a comment\n---\n" +
