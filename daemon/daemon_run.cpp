@@ -759,6 +759,9 @@ int Daemon::run()
         spdlog::critical("{}", error);
         return 1;
     }
+    // One budget of ironicQPS for every request to Ironic: the observer's and
+    // every worker's (their clients are made from copies of this connection).
+    m_ironic_connection->rate_limiter = std::make_shared<RateLimiter>(effective_limits().ironic_qps);
     m_observer.emplace(*m_ironic_connection);
     if (auto version = m_observer->negotiate(); !version) {
         if (version.error().http_status == 0 || version.error().retryable) {
@@ -867,6 +870,7 @@ int Daemon::run()
                 self->checked(self->m_store->journal_mark_running(*id, entry.created_at), "journal_mark_running");
             }
         });
+    m_executor->use_rate_limiter(connection.rate_limiter);
     m_executor->start();
 
     std::optional<gid_t> admin_group;
