@@ -178,6 +178,8 @@ std::expected<PollResult, GitError> GitSource::poll(const std::string& last_comm
         bool ancestor = git::parse_oid(last_commit, last) && lookup_commit(repo->get(), last_commit) &&
                         git_graph_descendant_of(repo->get(), &tip, &last) == 1;
         result.history_rewritten = !ancestor;
+        // Opened after the fetch: the snapshot that follows a change reads through it.
+        m_repo = std::shared_ptr<git_repository>(repo->release(), git_repository_free);
     }
     return result;
 }
