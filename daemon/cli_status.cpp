@@ -479,6 +479,15 @@ std::string render_node(const nlohmann::json& arguments, std::int64_t now)
         state += " (goal " + goal + ")";
     }
     add("State", state);
+    std::string power = str(node, "powerState");
+    if (auto goal = str(node, "powerGoal"); !goal.empty()) {
+        power = (power.empty() ? "-" : power) + " (goal " + goal + ")";
+    }
+    add("Power", power);
+    if (field(node, "maintenance") == true) {
+        auto reason = str(node, "maintenanceReason");
+        add("Maintenance", "on" + (reason.empty() ? std::string() : ": " + reason));
+    }
     std::string condition = str(node, "condition");
     if (auto since = field(node, "since"); !since.is_null()) {
         condition += (condition.empty() ? "since " : " since ") + time_with_age(since, now);

@@ -124,6 +124,10 @@ struct NodeView {
     std::string message;
     std::string uuid;
     std::string bmc;
+    std::string power_state;  // observed: "power on" | "power off" | empty (unknown, not enrolled)
+    std::string power_goal;   // the spec's power: on | off | empty (not asked)
+    bool maintenance = false;
+    std::string maintenance_reason;
     nlohmann::json inspection;  // inspection_json(): collected hardware and the check against expect; null when none
 };
 
@@ -546,10 +550,14 @@ void Daemon::plan_and_submit(double now)
         if (auto it = m_observed.nodes.find(v.node); it != m_observed.nodes.end()) {
             nv.provision_state = it->second.provision_state;
             nv.uuid = it->second.uuid;
+            nv.power_state = it->second.power_state;
+            nv.maintenance = it->second.maintenance;
+            nv.maintenance_reason = it->second.maintenance_reason;
         }
         if (auto it = desired->nodes.find(v.node); it != desired->nodes.end()) {
             nv.goal = to_string(it->second.provision_state);
             nv.bmc = it->second.bmc.address;
+            if (it->second.power) nv.power_goal = to_string(*it->second.power);
             if (auto m = memory.find(v.node); m != memory.end() && m->second.inspection) {
                 nv.inspection = inspection_json(m->second.inspection->hardware, it->second.expect);
             }
@@ -1027,6 +1035,12 @@ nlohmann::json Daemon::node_json(const std::string& name, const NodeView& view, 
                         {"uuid", view.uuid},
                         {"bmc", view.bmc}};
     if (!view.inspection.is_null()) j["inspection"] = view.inspection;
+    if (!view.power_state.empty()) j["powerState"] = view.power_state;
+    if (!view.power_goal.empty()) j["powerGoal"] = view.power_goal;
+    if (!view.uuid.empty()) {
+        j["maintenance"] = view.maintenance;
+        if (view.maintenance) j["maintenanceReason"] = view.maintenance_reason;
+    }
     if (status != nullptr) {
         j["attempts"] = status->attempts;
         j["lastErrorType"] = status->last_error_type;

@@ -259,6 +259,9 @@ commit "power n-active off"
 until_true "commit 'power: off' reaches bmc1 as 'set power 0'" 60 calls_after bmc1 "$mark" " set power 0$"
 until_true "Ironic reads n-active as power off" 30 ironic_field_is n-active power_state "power off"
 [ "$(cat "$T/bmc1/power")" = 0 ] && ok "bmc1 holds power 0" || bad "bmc1 power: $(cat "$T/bmc1/power")"
+node_power_is() { ms node n-active -o json >"$T/node.json" 2>/dev/null &&
+    py -c "import json,sys; n=json.load(open('$T/node.json'))['node']; sys.exit(0 if (n.get('powerState'), n.get('powerGoal')) == ('$1', '$2') else 1)"; }
+until_true "metalsync node n-active shows powerState 'power off', powerGoal 'off'" 15 node_power_is "power off" off
 until_true "n-active at its goal again" 30 status_is "s['nodes']['atGoal']==2"
 [ "$(calls_count bmc2)" -ge 1 ] && ! calls_after bmc2 0 " set power" >/dev/null && ok "bmc2 got no power change (one BMC per node)" || bad "bmc2 calls: $(cat "$T/bmc2/calls.log")"
 

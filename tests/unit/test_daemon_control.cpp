@@ -569,7 +569,9 @@ TEST_SUITE("daemon")
                 "node": {"name": "node-02", "provisionState": "available", "goal": "active", "condition": "waiting",
                          "since": 1795615332, "attempts": 2, "lastErrorType": "ironic", "lastError": "BMC unreachable",
                          "nextAttemptAt": 1795615482, "waitingOn": "maxProvisioning", "queuePosition": 3,
-                         "uuid": "5d3c1f7e", "bmc": {"driver": "ipmi", "address": "192.168.1.102"}},
+                         "uuid": "5d3c1f7e", "bmc": {"driver": "ipmi", "address": "192.168.1.102"},
+                         "powerState": "power on", "powerGoal": "off", "maintenance": true,
+                         "maintenanceReason": "fan replaced"},
                 "events": [{"time": 1795615332, "name": "node.deploy.failed", "message": "BMC unreachable",
                             "revision": "3f2a1c9d8e7f", "author": "alice"}],
                 "actions": [{"id": 17, "verb": "deploy", "state": "failed", "createdAt": 1795615300,
@@ -587,6 +589,8 @@ TEST_SUITE("daemon")
             CHECK(out.find("node.deploy.failed") != std::string::npos);
             CHECK(out.find("3f2a1c9") != std::string::npos);
             CHECK(out.find("17  deploy  failed") != std::string::npos);
+            CHECK(out.find("Power:        power on (goal off)") != std::string::npos);
+            CHECK(out.find("Maintenance:  on: fan replaced") != std::string::npos);
         }
         SUBCASE("missing and mistyped fields")
         {
