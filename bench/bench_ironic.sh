@@ -243,7 +243,7 @@ for name, w, c in (("metalsync", *sys.argv[2:4]), ("bulk create + 1-process mana
                    ("per-step CLI loop (seed)", *sys.argv[6:8])):
     w, c = float(w), int(c)
     rate = c / w if c else 0.0
-    rows.append((name, c, w, rate, w * n / c, c < n))
+    rows.append((name, c, w, rate, w * n / c if c else 0.0, 0 < c < n))
 ms_rate = rows[0][3]
 # ratio: time per node relative to metalsync's (2.0 = takes twice as long)
 ratio = lambda rate: f"{ms_rate / rate:.2f}" if ms_rate else "-"

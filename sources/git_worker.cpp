@@ -109,6 +109,12 @@ int credentials_cb(git_credential** out, const char* /*url*/, const char* userna
         }
         return git_credential_userpass_plaintext_new(out, user.c_str(), s.token.c_str());
     }
+    if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) != 0 && !url_password(s.url).empty()) {
+        // libgit2 tried the URL's user:token first and asks again: refused.
+        git_error_set_str(GIT_ERROR_HTTP,
+                          ("authentication failed: the token in the URL was refused for user " + user).c_str());
+        return GIT_EAUTH;
+    }
     std::string need = (allowed & GIT_CREDENTIAL_SSH_KEY) != 0 ? "an ssh key (ssh_key_file)"
                        : (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) != 0 ? "a token (token_file)"
                                                                              : "credentials of a kind not supported";

@@ -338,6 +338,8 @@ wait_json "a token in the URL: the second daemon follows the remote" 30 \
 # the remote refuses for a moment: the failed poll is an event about the remote, in the store
 printf 'not-the-token\n' >"$T/srv-token"
 wait_json "a token in the URL refused: Git error shown" 30 "j['gitError']" "$bin" status -o json -s "$T/url.sock"
+"$PY" -c "import json,sys; e=json.load(open('$out/last.json'))['gitError']; sys.exit(0 if 'token in the URL was refused' in e else 1)" &&
+    ok "the Git error says the URL's token was refused" || bad "the Git error: $(cat "$out/last.json")"
 cap status-url-token "$bin" status -s "$T/url.sock"
 cap status-url-token-json "$bin" status -o json -s "$T/url.sock"
 cap events-url-token "$bin" events -o json -s "$T/url.sock"
@@ -348,7 +350,7 @@ cp -a "$T/state-url" "$out/state-url-live"
 stop_pid "$url_daemon"; url_daemon=""
 sed -i "s|$url_token|wrong-$url_token|" "$T/metalsync-url-token.yaml"
 cap plan-url-token-wrong "$bin" plan -c "$T/metalsync-url-token.yaml" --state-dir "$T/plan-state-url" -o json
-saw "401|token|refused" "a wrong token in the URL: plan reports the refusal"
+saw "the token in the URL was refused" "a wrong token in the URL: plan says the URL's token was refused"
 
 # --- error path: a commit with broken YAML
 printf 'apiVersion: metalsync.dev/v1alpha1\nkind: Node\nmetadata: {name: n5\nspec:\n  bmc: [\n' >"$T/work/nodes/n5.yaml"
