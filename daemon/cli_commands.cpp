@@ -10,6 +10,7 @@
 #include "daemon/daemon_config.hpp"
 #include "daemon/desired_loading.hpp"
 #include "reconcilers/ironic/ironic_client.hpp"
+#include "reconcilers/node_memory_conversion.hpp"
 #include "reconcilers/node_planner.hpp"
 #include "reconcilers/openstack/clouds_config.hpp"
 #include "store/store.hpp"
@@ -153,14 +154,25 @@ int run_plan(const PlanOptions& options)
             observed = std::move(*obs);
             observed_from = "the store's last observation";
         }
+        // The node memory as the daemon keeps it (the same conversion), with
+        // what was inspected: a node held for an inspection mismatch, or
+        // inspected already, plans as it would in the daemon.
         if (auto statuses = reader->list_node_statuses()) {
             for (const auto& st : *statuses) {
-                NodeMemory m;
-                m.attempts = st.attempts;
-                m.next_attempt_at = st.next_attempt_at.value_or(0);
-                m.spec_hash = st.spec_hash;
-                m.applied_secret_hash = st.applied_secret_hash;
-                memory[st.name] = m;
+                NodeMemory m = node_memory(st);
+                // A changed spec starts over, as in the daemon.
+                if (auto it = loaded->state->nodes.find(st.name);
+                    it != loaded->state->nodes.end() && st.spec_hash != spec_hash(it->second)) {
+                    m.spec_hash = spec_hash(it->second);
+                    m.attempts = 0;
+                    m.next_attempt_at = 0;
+                }
+                memory[st.name] = std::move(m);
+            }
+        }
+        if (auto inspections = reader->list_inspections()) {
+            for (const auto& record : *inspections) {
+                memory[record.name].inspection = inspection_memory(record);
             }
         }
     }

@@ -130,6 +130,16 @@ d = json.load(open(sys.argv[1]))
 assert sum(a["verb"] == "inspection-collect" for a in d["actions"]) == 1, d["actions"]
 assert d["node"]["condition"] == "failed", d["node"]
 PY
+# `metalsync plan` (no daemon involved: the store and a live observation)
+# knows what was inspected too: small is held, nobody inspects it again.
+"$bin" plan -c "$T/metalsync.yaml" -o json >"$T/plan.json" 2>"$T/plan.err" || true
+/usr/bin/python3 - "$T/plan.json" <<'PY' && ok "metalsync plan: small held for the mismatch, no inspect or provide" || bad "plan: $(cat "$T/plan.json" "$T/plan.err")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+small = [n for n in d["nodes"] if n["node"] == "small"]
+assert small and small[0]["condition"] == "failed" and "expect.cpus" in small[0]["message"], d["nodes"]
+assert not [a for a in d["actions"] if a["node"] == "small"], d["actions"]
+PY
 /usr/bin/python3 - "$T/state/metalsync.db" <<'PY' && ok "inspection stored with its source" || bad "inspection table"
 import json, sqlite3, sys
 rows = dict(sqlite3.connect(sys.argv[1]).execute("SELECT name, inventory FROM inspection").fetchall())
