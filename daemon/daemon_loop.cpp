@@ -1,0 +1,445 @@
+// One pass of the daemon's loop: take a finished Git poll (or start one),
+// take the executor's completions, observe Ironic, plan, and replace the
+// executor's queue; and the small pieces of state the pass keeps.
+
+#include "daemon/daemon_internal.hpp"
+
+namespace metalsync::daemon_internal {
+
+ExecutorLimits Daemon::effective_limits() const
+{
+    ExecutorLimits limits;
+    limits.ironic_qps = m_config.limits.ironic_qps;
+    limits.max_provisioning = m_config.limits.max_provisioning;
+    limits.per_bmc = m_config.limits.per_bmc;
+    limits.workers = m_config.limits.workers;
+    // The repository's Policy may only tighten the daemon's limits.
+    if (m_intake && m_intake->current()) {
+        const auto& p = m_intake->current()->policy.limits;
+        if (p.ironic_qps) limits.ironic_qps = std::min(limits.ironic_qps, *p.ironic_qps);
+        if (p.max_provisioning) limits.max_provisioning = std::min(limits.max_provisioning, *p.max_provisioning);
+        if (p.per_bmc) limits.per_bmc = std::min(limits.per_bmc, *p.per_bmc);
+    }
+    return limits;
+}
+
+std::chrono::milliseconds Daemon::next_poll_delay(bool failed)
+{
+    auto base = failed ? m_config.retry_interval : m_config.poll_interval;
+    // ±10% jitter so a fleet of bastions does not poll one Git server in step.
+    std::uniform_real_distribution<double> jitter(0.9, 1.1);
+    return std::chrono::milliseconds(static_cast<long long>(static_cast<double>(base.count()) * jitter(m_rng)));
+}
+
+void Daemon::request_wakeup()
+{
+    std::lock_guard lock(m_wake_mutex);
+    m_wake = true;
+    m_wake_cv.notify_all();
+}
+
+void Daemon::wait_next_tick(std::chrono::milliseconds max_wait)
+{
+    std::unique_lock lock(m_wake_mutex);
+    m_wake_cv.wait_for(lock, max_wait, [this] { return m_wake || m_shutdown.load(); });
+    m_wake = false;
+}
+
+NodeStatus Daemon::status_of(const std::string& name)
+{
+    auto it = m_status.find(name);
+    if (it != m_status.end()) {
+        return it->second;
+    }
+    NodeStatus s;
+    s.name = name;
+    return s;
+}
+
+// The network half of a poll (ls-remote, fetch: up to the fetch deadline,
+// 120 s by default) runs on a thread of its own, so that a slow or stalled
+// remote never holds up observation, planning, the watchdog or SIGTERM. Its
+// answer is taken here, on the loop thread, at the first pass after it
+// arrives (it wakes the loop): loading, validating and recording the
+// revision stay with the loop, and GitSource is never used by both threads
+// at once (the next poll starts only after the last one was taken).
+void Daemon::poll_git(double now)
+{
+    if (m_git_poll.valid()) {
+        if (m_git_poll.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+            return;  // still fetching
+        }
+        auto polled = m_git_poll.get();
+        take_git_poll(polled, std::chrono::duration<double>(std::chrono::steady_clock::now() - m_git_poll_started).count(),
+                      now);
+    }
+    if (!m_poll_now.exchange(false) && std::chrono::steady_clock::now() < m_next_poll) {
+        return;
+    }
+    m_git_poll_started = std::chrono::steady_clock::now();
+    m_git_poll_started_unix = now;
+    {
+        std::lock_guard lock(m_view_mutex);
+        m_view.git_poll_since = now;
+    }
+    m_git_poll = std::async(std::launch::async, [this, last = m_intake->last_tip()] {
+        auto polled = m_git->poll(last);
+        request_wakeup();
+        return polled;
+    });
+}
+
+void Daemon::take_git_poll(const std::expected<PollResult, GitError>& polled, double seconds, double now)
+{
+    auto result = m_intake->take(polled, now);
+    m_metrics.git_poll(result.polled_ok, seconds, now);
+    if (result.new_revision) m_metrics.revision(result.accepted);
+    std::lock_guard lock(m_view_mutex);
+    m_view.git_poll_since = 0;
+    m_view.last_poll = m_git_poll_started_unix;
+    if (!result.polled_ok) {
+        m_view.git_error = result.error;
+        m_next_poll = std::chrono::steady_clock::now() + next_poll_delay(true);
+        return;
+    }
+    m_view.last_poll_ok = now;
+    m_view.git_error.clear();
+    if (result.new_revision && !result.accepted) {
+        m_view.rejected_commit = result.commit;
+        m_view.rejected_errors = result.rejection;
+    } else if (result.accepted) {
+        m_view.rejected_commit.clear();
+        m_view.rejected_errors.clear();
+    }
+    if (auto current = m_intake->current()) {
+        m_view.revision = current->revision;
+        m_view.revision_author = m_intake->current_commit().author_name;
+        m_view.revision_summary = m_intake->current_commit().summary;
+    }
+    m_next_poll = std::chrono::steady_clock::now() + next_poll_delay(false);
+}
+
+bool Daemon::observe(double now)
+{
+    const auto started = std::chrono::steady_clock::now();
+    auto observed = m_observer->observe();
+    m_metrics.observe_finished(observed.has_value(),
+                               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    m_metrics.ironic_request(observed ? "success" : (observed.error().http_status == 0 ? "unavailable" : "error"));
+    if (!observed) {
+        ++m_observe_failures;
+        std::uniform_real_distribution<double> jitter(0.8, 1.2);
+        const double wait = observe_backoff_seconds(m_observe_failures, jitter(m_rng));
+        m_next_observe = std::chrono::steady_clock::now() +
+                         std::chrono::milliseconds(static_cast<long long>(wait * 1000.0));
+        std::lock_guard lock(m_view_mutex);
+        if (m_view.ironic_error != observed.error().describe()) {
+            spdlog::warn("ironic: cannot observe: {}; nothing is planned until it answers (next attempt in {:.0f}s, "
+                         "backing off to 30s)",
+                         observed.error().describe(), wait);
+        }
+        m_view.ironic_error = observed.error().describe();
+        if (m_view.ironic_down_since == 0) m_view.ironic_down_since = now;
+        m_view.ironic_retry_at = now + wait;
+        m_view.ironic_failures = m_observe_failures;
+        return false;
+    }
+    {
+        std::lock_guard lock(m_view_mutex);
+        if (!m_view.ironic_error.empty()) {
+            spdlog::info("ironic: reachable again at {} after {:.0f}s ({} failed observations)", m_observer->endpoint(),
+                         now - m_view.ironic_down_since, m_observe_failures);
+        }
+        m_view.ironic_error.clear();
+        m_view.ironic_down_since = 0;
+        m_view.ironic_retry_at = 0;
+        m_view.ironic_failures = 0;
+    }
+    m_observe_failures = 0;
+    std::lock_guard store_lock(m_store_mutex);
+    checked(m_store->replace_observed(*observed, now), "replace_observed");
+    auto tx = m_store->transaction();
+    for (const auto& [name, node] : observed->nodes) {
+        auto status = status_of(name);
+        NodeMemory memory = node_memory(status);
+        auto before = memory;
+        learn_from_observation(memory, node);
+        auto previous = m_observed.nodes.find(name);
+        bool state_changed = previous == m_observed.nodes.end() ||
+                             previous->second.provision_state != node.provision_state;
+        if (state_changed || before.was_active != memory.was_active || before.uuid != memory.uuid) {
+            store_memory(status, memory);
+            if (state_changed) {
+                status.since = now;
+            }
+            m_status[name] = status;
+            checked(m_store->put_node_status(status), "put_node_status");
+        }
+    }
+    if (tx) {
+        (void)tx->commit();
+    }
+    {
+        std::lock_guard view_lock(m_view_mutex);  // workers copy observed nodes under this lock
+        m_observed = std::move(*observed);
+    }
+    std::set<std::string> busy;
+    for (const auto& [name, node] : m_observed.nodes) {
+        if (is_busy_state(node.provision_state)) {
+            busy.insert(name);
+        }
+    }
+    m_executor->set_ironic_busy(busy);
+    return true;
+}
+
+void Daemon::plan_and_submit(double now)
+{
+    auto desired = m_intake->current();
+    if (!desired) {
+        return;
+    }
+    std::map<std::string, NodeMemory> memory;
+    {
+        // Spec changes reset the attempt count and a validation failure.
+        std::lock_guard store_lock(m_store_mutex);
+        for (const auto& [name, spec] : desired->nodes) {
+            auto status = status_of(name);
+            auto hash = spec_hash(spec);
+            if (status.spec_hash != hash) {
+                status.spec_hash = hash;
+                status.attempts = 0;
+                status.failed = false;
+                status.next_attempt_at.reset();
+                if (status.last_error_type == "validation") {
+                    status.last_error_type.clear();
+                    status.last_error.clear();
+                }
+                m_status[name] = status;
+                checked(m_store->put_node_status(status), "put_node_status");
+            }
+            memory[name] = node_memory(status);
+            if (auto it = m_inspections.find(name); it != m_inspections.end()) memory[name].inspection = it->second;
+        }
+        for (const auto& [name, status] : m_status) {
+            if (!memory.contains(name)) memory[name] = node_memory(status);
+        }
+    }
+    PlanInput input{*desired, m_observed, memory, m_config.instance, now, {}};
+    if (m_credentials) {
+        input.secret_hashes = current_secret_hashes(*desired, *m_credentials, m_hmac_key);
+    }
+    Plan plan = plan_nodes(input);
+
+    std::set<std::string> suspended_nodes;
+    {
+        std::lock_guard lock(m_suspend_mutex);
+        suspended_nodes = m_suspended_nodes;
+    }
+    std::vector<QueuedAction> wanted;
+    const auto& commit = m_intake->current_commit();
+    for (auto& a : plan.actions) {
+        if (m_suspended || suspended_nodes.contains(a.node)) {
+            continue;
+        }
+        auto st = m_status.find(a.node);
+        // A validation error from Ironic is not retried until the spec changes.
+        if (st != m_status.end() && st->second.last_error_type == "validation" && desired->nodes.contains(a.node)) {
+            continue;
+        }
+        QueuedAction q;
+        q.action = a;
+        q.revision = commit.id;
+        q.author = commit.author_name;
+        wanted.push_back(std::move(q));
+    }
+    auto replaced = m_executor->replace_queue(std::move(wanted));
+    {
+        std::lock_guard store_lock(m_store_mutex);
+        auto tx = m_store->transaction();
+        for (auto& c : replaced.cancelled) {
+            if (c.journal_id > 0) {
+                checked(m_store->journal_cancel(c.journal_id, "no longer planned: desired or observed state changed", now), "journal_cancel");
+            }
+        }
+        if (tx) {
+            (void)tx->commit();
+        }
+    }
+    std::lock_guard lock(m_view_mutex);
+    m_view.nodes.clear();
+    for (const auto& v : plan.verdicts) {
+        NodeView nv;
+        nv.condition = to_string(v.condition);
+        nv.message = v.message;
+        if (auto it = m_observed.nodes.find(v.node); it != m_observed.nodes.end()) {
+            nv.provision_state = it->second.provision_state;
+            nv.uuid = it->second.uuid;
+            nv.power_state = it->second.power_state;
+            nv.maintenance = it->second.maintenance;
+            nv.maintenance_reason = it->second.maintenance_reason;
+        }
+        if (auto it = desired->nodes.find(v.node); it != desired->nodes.end()) {
+            nv.goal = to_string(it->second.provision_state);
+            nv.bmc = it->second.bmc.address;
+            if (it->second.power) nv.power_goal = to_string(*it->second.power);
+            if (auto m = memory.find(v.node); m != memory.end() && m->second.inspection) {
+                nv.inspection = inspection_json(m->second.inspection->hardware, it->second.expect);
+            }
+        }
+        if (auto st = m_status.find(v.node); st != m_status.end() && st->second.last_error_type == "validation" &&
+                                              desired->nodes.contains(v.node)) {
+            nv.condition = "failed";
+            nv.message = "Ironic refused the last step: " + st->second.last_error + " (fix the spec in Git)";
+        }
+        m_view.nodes[v.node] = nv;
+    }
+    m_view.plan = std::move(plan);
+}
+
+void Daemon::record_completions(double now)
+{
+    auto completions = m_executor->take_completions();
+    if (completions.empty()) {
+        return;
+    }
+    std::lock_guard store_lock(m_store_mutex);
+    auto tx = m_store->transaction();
+    for (auto& c : completions) {
+        const auto& a = c.item.action;
+        const auto& r = c.result;
+        std::string verb = to_string(a.verb);
+        m_metrics.action_finished(verb, DaemonMetrics::action_outcome(r));
+        if (c.item.journal_id > 0) {
+            checked(m_store->journal_finish(c.item.journal_id, r.ok ? JournalState::done : JournalState::failed,
+                                          r.ok ? r.summary : r.error, now), "journal_finish");
+        }
+        auto status = status_of(a.node);
+        NodeMemory memory = node_memory(status);
+        if (r.ok) {
+            apply_result(memory, r);
+            store_memory(status, memory);
+            if (a.retry) {
+                status.attempts += 1;
+                status.next_attempt_at = now + retry_backoff_seconds(status.attempts);
+            }
+            status.last_error_type.clear();
+            status.last_error.clear();
+            spdlog::info("node {}: {} ({}; revision {} by {})", a.node, r.summary.empty() ? verb : r.summary, a.reason,
+                         short_id(c.item.revision), c.item.author);
+        } else {
+            status.last_error_type = r.error_type;
+            status.last_error = r.error;
+            if (!r.retryable && r.error_type != "validation") {
+                status.attempts += 1;
+                status.next_attempt_at = now + retry_backoff_seconds(status.attempts);
+            }
+            spdlog::warn("node {}: {} failed ({}): {}", a.node, verb, r.error_type, r.error);
+        }
+        auto inspection_event = note_inspection(c, status, now);
+        m_status[a.node] = status;
+        checked(m_store->put_node_status(status), "put_node_status");
+        Event e;
+        e.time = now;
+        e.object_kind = "Node";
+        e.object_name = a.node;
+        e.name = "node." + verb + (r.ok ? ".requested" : ".failed");
+        e.message = r.ok ? (r.summary.empty() ? a.reason : r.summary) : r.error;
+        e.revision = c.item.revision;
+        e.author = c.item.author;
+        checked(m_store->add_event(e), "add_event");
+        if (inspection_event) checked(m_store->add_event(*inspection_event), "add_event");
+    }
+    if (tx) {
+        (void)tx->commit();
+    }
+}
+
+// An inspection requested (or a new enrollment) drops the last result; a
+// collected one is stored once and checked against the node's expect as Git
+// says it now. A mismatch is the node's error until an action succeeds (the
+// planner holds the node, so that is a new expect's re-inspection or provide).
+std::optional<Event> Daemon::note_inspection(const Completion& completion, NodeStatus& status, double now)
+{
+    const auto& a = completion.item.action;
+    const auto& r = completion.result;
+    if (!r.ok) return std::nullopt;
+    if (r.inspected) {
+        m_inspections.erase(a.node);
+        checked(m_store->delete_inspection(a.node), "delete_inspection");
+    }
+    if (!r.inspection) return std::nullopt;
+    auto record = inspection_record(a.node, r.uuid, *r.inspection, now);
+    checked(m_store->save_inspection(record), "save_inspection");
+    auto memory = inspection_memory(record);
+    m_inspections[a.node] = memory;
+    Event e;
+    e.time = now;
+    e.object_kind = "Node";
+    e.object_name = a.node;
+    e.revision = completion.item.revision;
+    e.author = completion.item.author;
+    HardwareExpectation expect;
+    if (const auto desired = m_intake->current()) {
+        if (auto it = desired->nodes.find(a.node); it != desired->nodes.end()) expect = it->second.expect;
+    }
+    auto check = check_expectation(expect, memory.hardware);
+    const std::string hardware = describe(memory.hardware);
+    if (!check.ok()) {
+        e.name = events::k_node_inspection_mismatch;
+        e.message = "inspection does not match expect: " + check.mismatch_text() + " (inspected " + hardware +
+                    "; revision " + short_id(e.revision) + "); held at manageable";
+        status.last_error_type = "inspection-mismatch";
+        status.last_error = check.mismatch_text();
+        spdlog::warn("node {}: {}", a.node, e.message);
+    } else {
+        e.name = events::k_node_inspection_matched;
+        e.message = has_expectation(expect) ? "inspection matched expect (" + check.match_text() + "): " + hardware
+                                            : "inspection collected (no expect to check): " + hardware;
+        spdlog::info("node {}: {}", a.node, e.message);
+    }
+    return e;
+}
+
+void Daemon::tick()
+{
+    double now = unix_now();
+    const auto started = std::chrono::steady_clock::now();
+    poll_git(now);
+    record_completions(now);
+    if (!m_intake->current()) {
+        return;
+    }
+    m_kube->set_desired(m_intake->current(), m_intake->current_commit().author_name);
+    if (!m_observe_now.exchange(false) && std::chrono::steady_clock::now() < m_next_observe) {
+        return;  // Ironic unreachable: waiting out the observation backoff
+    }
+    if (!observe(now)) {
+        return;  // never plan on an incomplete observation: every node would look missing
+    }
+    m_executor->set_limits(effective_limits());
+    plan_and_submit(now);
+    m_metrics.reconcile_finished(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+}
+
+void Daemon::update_gauges()
+{
+    std::map<std::string, int> by_state;
+    std::map<std::string, int> by_condition;
+    {
+        std::lock_guard lock(m_view_mutex);
+        for (const auto& [_, n] : m_view.nodes) {
+            by_state[n.provision_state]++;
+            by_condition[n.condition]++;
+        }
+    }
+    m_metrics.set_nodes_by_state(by_state);
+    m_metrics.set_nodes_by_condition(by_condition);
+    m_metrics.set_executor(m_executor->stats(), m_executor->waits());
+    std::map<std::string, int> kube_states;
+    for (const auto& v : m_kube->snapshot().objects) kube_states[to_string(v.state)]++;
+    m_metrics.set_kube_objects(kube_states);
+    m_metrics.set_suspended(m_suspended.load());
+}
+
+} // namespace metalsync::daemon_internal
