@@ -28,7 +28,7 @@ std::string fnv_hex(const std::string& data)
     return buf;
 }
 
-int bmc_port(const NodeSpec& spec) { return spec.bmc.port.value_or(spec.bmc.driver == "ipmi" ? 623 : 443); }
+int bmc_port(const NodeSpec& spec) { return spec.bmc.port.value_or(default_bmc_port(spec.bmc.driver)); }
 
 std::string bmc_key(const NodeSpec& spec)
 {

@@ -17,6 +17,8 @@ const char* to_string(ProvisionGoal goal)
 
 const char* to_string(PowerGoal goal) { return goal == PowerGoal::on ? "on" : "off"; }
 
+int default_bmc_port(std::string_view driver) { return driver == "ipmi" || driver == "fake-hardware" ? 623 : 443; }
+
 static nlohmann::json to_json(const HardwareExpectation& e)
 {
     nlohmann::json j = nlohmann::json::object();

@@ -23,6 +23,12 @@ enum class PowerGoal { on, off };
 [[nodiscard]] const char* to_string(ProvisionGoal goal);
 [[nodiscard]] const char* to_string(PowerGoal goal);
 
+// The BMC port when the spec gives none: IPMI's 623 for the ipmi driver and
+// for fake-hardware (whose only BMC fields are ipmitool's), else HTTPS's 443
+// (redfish, idrac, irmc). One rule for the planner's driver_info and the
+// loader's one-BMC-per-node check.
+[[nodiscard]] int default_bmc_port(std::string_view driver);
+
 // Where a document came from, for error messages, events and annotations.
 struct SourceRef {
     std::string file;  // relative to the repository's configured root

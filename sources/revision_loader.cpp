@@ -23,7 +23,6 @@ std::optional<T> pick(const std::optional<T>& node, const std::optional<T>& cls)
     return node ? node : cls;
 }
 
-int default_bmc_port(const std::string& driver) { return driver == "ipmi" ? 623 : 443; }
 
 // Fills `spec` (default-constructed, already in the state's map: no NodeSpec
 // is moved).

@@ -211,6 +211,15 @@ TEST_SUITE("reconcilers")
             spec.bmc.port = 6230;
             CHECK(desired_driver_info(spec) == nlohmann::json{{"ipmi_address", "10.0.0.1"}, {"ipmi_port", 6230}});
         }
+        SUBCASE("ipmi and fake-hardware with ipmitool credentials default to IPMI's port 623")
+        {
+            CHECK(desired_driver_info(spec) == nlohmann::json{{"ipmi_address", "10.0.0.1"}, {"ipmi_port", 623}});
+            spec.bmc.driver = "fake-hardware";
+            spec.bmc.credentials = "bmc-a";
+            CHECK(desired_driver_info(spec) == nlohmann::json{{"ipmi_address", "10.0.0.1"}, {"ipmi_port", 623}});
+            spec.bmc.driver = "irmc";
+            CHECK(desired_driver_info(spec) == nlohmann::json{{"irmc_address", "10.0.0.1"}, {"irmc_port", 443}});
+        }
         SUBCASE("fake-hardware without credentials")
         {
             spec.bmc.driver = "fake-hardware";
