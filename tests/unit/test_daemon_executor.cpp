@@ -10,6 +10,8 @@
 #include <mutex>
 #include <thread>
 
+#include <spdlog/spdlog.h>
+
 #include "daemon/executor.hpp"
 #include "reconcilers/ironic/ironic_client.hpp"
 #include "tests/support/test_support.hpp"
@@ -19,6 +21,12 @@ using namespace metalsync;
 using namespace std::chrono_literals;
 
 namespace {
+
+// spdlog's registry is a function-local static inside libspdlog.so, which
+// ThreadSanitizer does not instrument: two threads logging first at once
+// (the observer and a worker) look like a race on its construction. Made
+// here, before any thread starts.
+[[maybe_unused]] const bool k_spdlog_ready = spdlog::default_logger_raw() != nullptr;
 
 struct Counters {
     std::mutex mutex;
