@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "reconcilers/kubernetes/cluster_reader.hpp"
 #include "reconcilers/kubernetes/cluster_status.hpp"
 
 namespace metalsync {
@@ -202,6 +203,7 @@ bool KubeWorker::ensure_client(KubeSnapshot& next, const KubeWorkerSettings& set
                      connection->server, connection->file.string());
     }
     m_client = std::make_unique<KubeClient>(std::move(*connection), settings.timeout);
+    m_observer.forget();
     m_client_key = key;
     return true;
 }
@@ -272,69 +274,40 @@ void KubeWorker::run_pass()
         return;
     }
 
-    // Kinds to look at: those in Git, those applied before, and Cluster API's for status.
-    std::set<std::pair<std::string, std::string>> kinds;
-    for (const auto& o : desired->kube_objects) kinds.insert({o.api_version, o.kind});
-    for (const auto& r : inventory) kinds.insert({r.api_version, r.kind});
-    std::map<std::string, ResourceInfo> resources;
-    for (const auto& [api_version, kind] : kinds) {
-        auto info = client.resource_for(api_version, kind);
-        if (info) {
-            resources[resource_key(api_version, kind)] = *info;
-        } else if (info.error().http_status == 0 || info.error().retryable || info.error().http_status == 401 ||
-                   info.error().http_status == 403) {
-            next.error = info.error().describe();
-            publish(false);
-            return;
-        }
+    KubeObservation seen = m_observer.observe(
+        client, KubeObserveInput{desired->kube_objects, inventory, revision, settings.instance, settings.default_namespace});
+    if (seen.fatal) {
+        next.error = seen.fatal->describe();
+        publish(false);
+        return;
     }
-
-    std::map<ObjectRef, json> live;
-    const std::string selector = std::string(k_kube_instance_label) + "=" + settings.instance;
-    for (const auto& [key, info] : resources) {
-        auto items = client.list(info.api_version, info.kind, "", selector);
-        if (!items) {
-            next.error = items.error().describe();
-            publish(false);
-            return;
-        }
-        for (auto& item : *items) {
-            item["apiVersion"] = info.api_version;  // list items may omit them
-            item["kind"] = info.kind;
-            ObjectRef ref = ref_of(item);
-            if (!info.namespaced) ref.namespace_.clear();
-            live[ref] = std::move(item);
-        }
-    }
-    // Objects in Git that exist without the label (made by hand, or by another tool).
-    for (const auto& o : desired->kube_objects) {
-        const auto served = resources.find(resource_key(o.api_version, o.kind));
-        if (served == resources.end()) continue;
-        ObjectRef ref{o.api_version, o.kind,
-                      served->second.namespaced ? (o.namespace_.empty() ? settings.default_namespace : o.namespace_)
-                                                : std::string{},
-                      o.name};
-        if (live.contains(ref)) continue;
-        auto found = client.get(ref);
-        if (!found) {
-            if (found.error().http_status == 0 || found.error().retryable) {
-                next.error = found.error().describe();
-                publish(false);
-                return;
-            }
-            continue;
-        }
-        if (*found) {
-            (**found)["apiVersion"] = o.api_version;
-            (**found)["kind"] = o.kind;
-            live[ref] = std::move(**found);
-        }
-    }
-
-    KubePlanInput input{desired->kube_objects, revision, settings.instance, settings.default_namespace,
-                        resources, live, inventory, desired->policy.prune};
+    KubePlanInput input{desired->kube_objects,
+                        revision,
+                        settings.instance,
+                        settings.default_namespace,
+                        std::move(seen.resources),
+                        std::move(seen.live),
+                        inventory,
+                        desired->policy.prune,
+                        std::move(seen.server_view),
+                        std::move(seen.object_problems),
+                        std::move(seen.kind_problems)};
     KubePlan plan = plan_kube(input);
     next.connected = true;
+    next.dry_runs = seen.dry_runs;
+
+    // The server's warnings on objects in Git (fields it drops, deprecated
+    // versions), once per text.
+    std::map<ObjectRef, std::string> warned;
+    for (const auto& [ref, texts] : seen.warnings) {
+        std::string joined;
+        for (const auto& t : texts) joined += (joined.empty() ? "" : "; ") + t;
+        warned[ref] = joined;
+        if (m_last_warnings[ref] == joined) continue;
+        spdlog::warn("kubernetes: {}: the API server warns: {}", describe(ref), joined);
+        emit(ref.kind, object_name(ref), "kube.object.warning", "the API server warns: " + joined, revision);
+    }
+    m_last_warnings = std::move(warned);
 
     std::map<ObjectRef, KubeVerdict*> verdicts;
     for (auto& v : plan.verdicts) verdicts[v.ref] = &v;
@@ -352,9 +325,10 @@ void KubeWorker::run_pass()
             continue;
         }
         if (step.verb == KubeStepVerb::apply) {
-            auto applied = client.apply(step.body, k_kube_field_manager, true);
+            auto applied = client.apply(step.body, k_kube_field_manager, ApplyOptions{});
             if (applied) {
                 acted = true;
+                m_observer.remember_applied(step.ref, step.body, applied->object, input.resources);
                 spdlog::info("kubernetes: applied {}: {}", describe(step.ref), step.reason);
                 emit(step.ref.kind, object_name(step.ref),
                      verdict && verdict->state == KubeObjectState::drifted ? "kube.object.drift-corrected"
@@ -440,41 +414,18 @@ void KubeWorker::run_pass()
         if (v.ref.kind == "Cluster" && v.ref.api_version.starts_with("cluster.x-k8s.io/")) cluster_refs.insert(v.ref);
     }
     bool clusters_settled = true;
-    std::map<std::string, std::vector<json>> deployments_by_ns;
+    ClusterReader reader(client);
     for (const auto& ref : cluster_refs) {
-        json cluster;
-        if (auto it = live.find(ref); it != live.end() && !acted) {
-            cluster = it->second;
-        } else {
-            auto got = client.get(ref);
-            if (!got || !*got) continue;
-            cluster = std::move(**got);
+        std::string read_error;
+        auto objects = reader.read(ref, read_error);
+        if (!objects) {
+            if (!read_error.empty()) {
+                clusters_settled = false;
+                spdlog::debug("kubernetes: status of Cluster {}: {}", object_name(ref), read_error);
+            }
+            continue;
         }
-        ClusterObjects objects;
-        objects.cluster = cluster;
-        auto ref_object = [&](const json& r) -> json {
-            if (!r.is_object()) return json();
-            ObjectRef target{r.value("apiVersion", ""), r.value("kind", ""),
-                             r.value("namespace", ref.namespace_), r.value("name", "")};
-            if (target.api_version.empty() || target.kind.empty() || target.name.empty()) return json();
-            auto got = client.get(target);
-            return got && *got ? **got : json();
-        };
-        const json spec = cluster.value("spec", json::object());
-        objects.infrastructure = ref_object(spec.value("infrastructureRef", json()));
-        if (json cp = ref_object(spec.value("controlPlaneRef", json())); cp.is_object()) {
-            objects.control_planes.push_back(std::move(cp));
-        }
-        if (!deployments_by_ns.contains(ref.namespace_)) {
-            auto mds = client.list(k_capi_api_version, "MachineDeployment", ref.namespace_);
-            deployments_by_ns[ref.namespace_] = mds ? *mds : std::vector<json>{};
-        }
-        objects.machine_deployments = deployments_by_ns[ref.namespace_];
-        if (auto machines = client.list(k_capi_api_version, "Machine", ref.namespace_,
-                                        std::string(k_capi_cluster_name_label) + "=" + ref.name)) {
-            objects.machines = std::move(*machines);
-        }
-        json tree = cluster_tree(objects);
+        json tree = cluster_tree(*objects);
         clusters_settled = clusters_settled && cluster_settled(tree);
         const std::string line = summary_line(cluster_summary(tree));
         const std::string key = "cluster|" + line;

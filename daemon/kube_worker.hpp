@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "reconcilers/kubernetes/kube_client.hpp"
+#include "reconcilers/kubernetes/kube_observer.hpp"
 #include "reconcilers/kubernetes/kube_planner.hpp"
 #include "sources/desired_state.hpp"
 #include "store/records.hpp"
@@ -53,6 +54,7 @@ struct KubeSnapshot {
     std::vector<KubeVerdict> objects;
     std::vector<nlohmann::json> clusters;  // cluster_tree() of each Cluster in Git or ours
     std::vector<KubeStep> pending;         // steps of the last plan that did not succeed
+    int dry_runs = 0;                      // dry-run applies the last pass sent (0 when all was known in sync)
 };
 
 class KubeWorker {
@@ -103,6 +105,8 @@ private:
     std::string m_client_key;  // kubeconfig path + context the client was made for
     std::map<ObjectRef, std::string> m_last_reported;  // last state/message reported per object, for events
     std::map<ObjectRef, std::string> m_cluster_lines;  // last status line reported per Cluster
+    std::map<ObjectRef, std::string> m_last_warnings;  // last Warning texts reported per object
+    KubeObserver m_observer;                           // dry-run answers known in sync, discovery misses
     std::string m_last_error_reported;
     bool m_settled = false;
 

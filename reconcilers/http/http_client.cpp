@@ -37,7 +37,17 @@ size_t on_header(char* data, size_t size, size_t count, void* user)
         while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) {
             value.remove_suffix(1);
         }
-        (*headers)[name] = std::string(value);
+        auto [it, inserted] = headers->try_emplace(name, value);
+        if (!inserted) {
+            // Kubernetes sends one Warning header per warning: keep them all,
+            // joined as RFC 9110 joins repeated fields. Others: the last wins.
+            if (name == "warning") {
+                it->second += ", ";
+                it->second += value;
+            } else {
+                it->second = std::string(value);
+            }
+        }
     }
     return size * count;
 }

@@ -32,7 +32,7 @@ inline constexpr std::chrono::milliseconds k_default_request_timeout{60'000};
 
 struct HttpResponse {
     long status = 0;
-    std::map<std::string, std::string> headers;  // names lower-cased; last value wins
+    std::map<std::string, std::string> headers;  // names lower-cased; last value wins, but repeated Warning headers are joined with ", "
     std::string body;
 
     [[nodiscard]] std::string header(const std::string& lower_case_name) const;

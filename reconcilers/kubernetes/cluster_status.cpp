@@ -53,6 +53,22 @@ json condition(const json& object, const std::string& type)
     return json{{"status", "Unknown"}};
 }
 
+// Cluster API v1beta2 (v1.11+) reports with Available conditions and
+// upToDateReplicas; v1beta1 with Ready conditions and updatedReplicas.
+bool is_v1beta1(const json& object) { return text(object, {"apiVersion"}).ends_with("/v1beta1"); }
+
+// The readiness of a Cluster, control plane or MachineDeployment: Available
+// at v1beta2, Ready at v1beta1, whichever the object carries.
+json readiness(const json& object)
+{
+    json ready = condition(object, is_v1beta1(object) ? "Ready" : "Available");
+    if (ready.value("status", "Unknown") == "Unknown" && !ready.contains("reason")) {
+        json other = condition(object, is_v1beta1(object) ? "Available" : "Ready");
+        if (other.value("status", "Unknown") != "Unknown" || other.contains("reason")) return other;
+    }
+    return ready;
+}
+
 bool deleting(const json& object)
 {
     const json& ts = at(object, {"metadata", "deletionTimestamp"});
@@ -85,10 +101,23 @@ bool owned_by(const json& object, const std::string& kind, const std::string& na
 
 json replicas(const json& object)
 {
-    return json{{"desired", integer_or_null(at(object, {"spec", "replicas"}))},
-                {"current", integer_or_null(at(object, {"status", "replicas"}))},
-                {"updated", integer_or_null(at(object, {"status", "updatedReplicas"}))},
-                {"ready", integer_or_null(at(object, {"status", "readyReplicas"}))}};
+    const bool old = is_v1beta1(object);
+    json out{{"desired", integer_or_null(at(object, {"spec", "replicas"}))},
+             {"current", integer_or_null(at(object, {"status", "replicas"}))},
+             {"updated", integer_or_null(at(object, {"status", old ? "updatedReplicas" : "upToDateReplicas"}))},
+             {"ready", integer_or_null(at(object, {"status", "readyReplicas"}))}};
+    if (!old) out["available"] = integer_or_null(at(object, {"status", "availableReplicas"}));
+    return out;
+}
+
+// Infrastructure provisioned: status.initialization.provisioned (contract
+// v1beta2) or status.ready (v1beta1).
+bool provisioned(const json& object)
+{
+    const json& initialization = at(object, {"status", "initialization", "provisioned"});
+    if (initialization.is_boolean()) return initialization.get<bool>();
+    const json& ready = at(object, {"status", "ready"});
+    return ready.is_boolean() && ready.get<bool>();
 }
 
 bool by_name(const json& a, const json& b) { return a.value("name", "") < b.value("name", ""); }
@@ -105,7 +134,7 @@ json cluster_tree(const ClusterObjects& objects)
     json tree{{"name", name},
               {"namespace", namespace_},
               {"phase", text(cluster, {"status", "phase"})},
-              {"ready", condition(cluster, "Ready")},
+              {"ready", readiness(cluster)},
               {"deleting", deleting(cluster)},
               {"finalizers", json::array()}};
     const json& finalizers = at(cluster, {"metadata", "finalizers"});
@@ -114,10 +143,7 @@ json cluster_tree(const ClusterObjects& objects)
     const json& infra_ref = at(cluster, {"spec", "infrastructureRef"});
     if (infra_ref.is_object()) {
         json infra{{"kind", infra_ref.value("kind", "")}, {"name", infra_ref.value("name", "")}};
-        if (objects.infrastructure.is_object()) {
-            const json& ready = at(objects.infrastructure, {"status", "ready"});
-            infra["ready"] = ready.is_boolean() ? ready.get<bool>() : false;
-        }
+        if (objects.infrastructure.is_object()) infra["ready"] = provisioned(objects.infrastructure);
         tree["infrastructure"] = infra;
     }
 
@@ -139,7 +165,7 @@ json cluster_tree(const ClusterObjects& objects)
             if (text(candidate, {"metadata", "name"}) != cp_name) continue;
             cp["version"] = text(candidate, {"spec", "version"});
             cp["replicas"] = replicas(candidate);
-            cp["ready"] = condition(candidate, "Ready");
+            cp["ready"] = readiness(candidate);
             cp["deleting"] = deleting(candidate);
             const std::string status_version = text(candidate, {"status", "version"});
             if (!status_version.empty()) cp["statusVersion"] = status_version;
@@ -165,7 +191,7 @@ json cluster_tree(const ClusterObjects& objects)
                    {"version", text(md, {"spec", "template", "spec", "version"})},
                    {"phase", text(md, {"status", "phase"})},
                    {"replicas", replicas(md)},
-                   {"ready", condition(md, "Ready")},
+                   {"ready", readiness(md)},
                    {"deleting", deleting(md)},
                    {"machines", json::array()}};
         for (std::size_t i = 0; i < machines.size(); ++i) {

@@ -177,7 +177,10 @@ struct KubeClient::Impl {
     // loaded once, and the resources of each group version asked about.
     bool have_group_versions = false;
     std::set<std::string> group_versions;
+    std::map<std::string, std::vector<std::string>> group_order;  // group -> versions, preferred first
     std::map<std::string, std::vector<ResourceInfo>> resources;
+    // Kinds served before discovery lists them (see KubeClient::learn), by resource key.
+    std::map<std::string, ResourceInfo> learned;
 
     Impl(const KubeConnection& c, std::uint64_t& counter, std::chrono::milliseconds t)
         : connection(c), requests(counter), http(c.tls, std::min(t, k_default_connect_timeout)), timeout(t),
@@ -277,10 +280,12 @@ struct KubeClient::Impl {
             return std::unexpected(groups.error());
         }
         std::set<std::string> served;
+        std::map<std::string, std::vector<std::string>> order;
         if (auto it = core->find("versions"); it != core->end() && it->is_array()) {
             for (const auto& v : *it) {
                 if (v.is_string()) {
                     served.insert(v.get<std::string>());
+                    order[""].push_back(v.get<std::string>());
                 }
             }
         }
@@ -289,14 +294,26 @@ struct KubeClient::Impl {
                 if (!group.is_object() || !group.contains("versions") || !group["versions"].is_array()) {
                     continue;
                 }
+                const auto name = str(group, "name");
+                auto& versions = order[name];
+                const auto preferred = group.contains("preferredVersion") ? str(group["preferredVersion"], "version")
+                                                                           : std::string();
+                if (!preferred.empty()) {
+                    versions.push_back(preferred);
+                }
+                // The server lists a group's versions by priority (GA, beta, alpha; newest first).
                 for (const auto& v : group["versions"]) {
                     if (auto gv = str(v, "groupVersion"); !gv.empty()) {
                         served.insert(gv);
+                    }
+                    if (auto version = str(v, "version"); !version.empty() && version != preferred) {
+                        versions.push_back(version);
                     }
                 }
             }
         }
         group_versions = std::move(served);
+        group_order = std::move(order);
         have_group_versions = true;
         return {};
     }
@@ -344,16 +361,18 @@ struct KubeClient::Impl {
         return {};
     }
 
-    std::optional<ResourceInfo> cached(const std::string& api_version, const std::string& kind) const
+    std::optional<ResourceInfo> cached(const std::string& api_version, const std::string& kind)
     {
-        auto it = resources.find(api_version);
-        if (it == resources.end()) {
-            return std::nullopt;
-        }
-        for (const auto& info : it->second) {
-            if (info.kind == kind) {
-                return info;
+        if (auto it = resources.find(api_version); it != resources.end()) {
+            for (const auto& info : it->second) {
+                if (info.kind == kind) {
+                    learned.erase(api_version + "/" + kind);  // discovery has caught up
+                    return info;
+                }
             }
+        }
+        if (auto it = learned.find(api_version + "/" + kind); it != learned.end()) {
+            return it->second;
         }
         return std::nullopt;
     }
@@ -460,10 +479,114 @@ void KubeClient::invalidate_discovery()
 {
     m_impl->have_group_versions = false;
     m_impl->group_versions.clear();
+    m_impl->group_order.clear();
     m_impl->resources.clear();
+    m_impl->learned.clear();
+}
+
+void KubeClient::learn(ResourceInfo info)
+{
+    auto key = info.api_version + "/" + info.kind;
+    m_impl->learned[std::move(key)] = std::move(info);
+}
+
+std::optional<std::string> KubeClient::preferred_version(const std::string& group)
+{
+    if (!m_impl->have_group_versions && !m_impl->load_group_versions()) {
+        return std::nullopt;
+    }
+    auto it = m_impl->group_order.find(group);
+    if (it == m_impl->group_order.end() || it->second.empty()) {
+        return std::nullopt;
+    }
+    return it->second.front();
+}
+
+ApiResult<ResourceInfo> KubeClient::resource_for_group_kind(const std::string& group, const std::string& kind)
+{
+    if (!m_impl->have_group_versions) {
+        if (auto ok = m_impl->load_group_versions(); !ok) {
+            return std::unexpected(ok.error());
+        }
+    }
+    std::vector<std::string> versions;
+    if (auto it = m_impl->group_order.find(group); it != m_impl->group_order.end()) {
+        versions = it->second;
+    }
+    for (const auto& version : versions) {
+        auto info = m_impl->resource_for(group.empty() ? version : group + "/" + version, kind);
+        if (info) {
+            return info;
+        }
+        if (info.error().http_status != 404) {
+            return std::unexpected(info.error());
+        }
+    }
+    return std::unexpected(ApiError{404, false, false,
+                                    "the server does not serve kind " + kind + " in group " +
+                                        (group.empty() ? std::string("core") : group),
+                                    "GET /apis/" + group});
+}
+
+std::vector<std::string> parse_warning_header(std::string_view value)
+{
+    // warning-value = warn-code SP warn-agent SP warn-text [ SP warn-date ],
+    // several joined with ", "; warn-text is a quoted string with \-escapes.
+    std::vector<std::string> out;
+    std::size_t i = 0;
+    while (i < value.size()) {
+        const auto quote = value.find('"', i);
+        if (quote == std::string_view::npos) {
+            break;
+        }
+        std::string text;
+        std::size_t j = quote + 1;
+        bool closed = false;
+        for (; j < value.size(); ++j) {
+            if (value[j] == '\\' && j + 1 < value.size()) {
+                text += value[++j];
+            } else if (value[j] == '"') {
+                closed = true;
+                break;
+            } else {
+                text += value[j];
+            }
+        }
+        if (!closed) {
+            break;
+        }
+        out.push_back(redact(std::move(text)));
+        // Skip an optional quoted warn-date, then the separating comma.
+        i = j + 1;
+        while (i < value.size() && value[i] == ' ') {
+            ++i;
+        }
+        if (i < value.size() && value[i] == '"') {
+            const auto end = value.find('"', i + 1);
+            i = end == std::string_view::npos ? value.size() : end + 1;
+        }
+        const auto comma = value.find(',', i);
+        if (comma == std::string_view::npos) {
+            break;
+        }
+        i = comma + 1;
+    }
+    return out;
 }
 
 ApiResult<nlohmann::json> KubeClient::apply(const nlohmann::json& object, const std::string& field_manager, bool force)
+{
+    ApplyOptions options;
+    options.force = force;
+    auto applied = apply(object, field_manager, options);
+    if (!applied) {
+        return std::unexpected(applied.error());
+    }
+    return std::move(applied->object);
+}
+
+ApiResult<AppliedObject> KubeClient::apply(const nlohmann::json& object, const std::string& field_manager,
+                                           const ApplyOptions& options)
 {
     const auto ref = ref_of(object);
     if (ref.api_version.empty() || ref.kind.empty() || ref.name.empty()) {
@@ -483,16 +606,35 @@ ApiResult<nlohmann::json> KubeClient::apply(const nlohmann::json& object, const 
     }
     remember_object_secrets(object);
     auto path = Impl::object_path(*info, ref.namespace_, ref.name) + "?fieldManager=" + url_escape(field_manager);
-    if (force) {
+    if (options.force) {
         path += "&force=true";
     }
-    // JSON is YAML: the apply patch content type takes either.
-    auto applied = m_impl->call_json("PATCH", path, operation, object.dump(), "application/apply-patch+yaml");
-    if (!applied && applied.error().http_status == 404) {
-        // The kind may have gone (a CRD deleted): ask discovery again next time.
-        m_impl->resources.erase(ref.api_version);
+    if (options.dry_run) {
+        path += "&dryRun=All";
     }
-    return applied;
+    if (!options.field_validation.empty()) {
+        path += "&fieldValidation=" + url_escape(options.field_validation);
+    }
+    // JSON is YAML: the apply patch content type takes either.
+    auto response = m_impl->call("PATCH", path, options.dry_run ? operation + " (dry run)" : operation, object.dump(),
+                                 "application/apply-patch+yaml");
+    if (!response) {
+        if (response.error().http_status == 404 && !m_impl->learned.contains(ref.api_version + "/" + ref.kind)) {
+            // The kind may have gone (a CRD deleted): ask discovery again next time.
+            m_impl->resources.erase(ref.api_version);
+        }
+        return std::unexpected(response.error());
+    }
+    AppliedObject out;
+    out.object = json::parse(response->body, nullptr, false);
+    if (out.object.is_discarded() || !out.object.is_object()) {
+        return std::unexpected(ApiError{static_cast<int>(response->status), false, false,
+                                        "the server answered with something other than a JSON object", operation});
+    }
+    if (auto warning = response->header("warning"); !warning.empty()) {
+        out.warnings = parse_warning_header(warning);
+    }
+    return out;
 }
 
 ApiResult<std::optional<nlohmann::json>> KubeClient::get(const ObjectRef& ref)

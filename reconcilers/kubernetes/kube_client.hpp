@@ -47,6 +47,28 @@ struct ObjectRef {
 [[nodiscard]] std::string describe(const ObjectRef& ref);
 [[nodiscard]] ObjectRef ref_of(const nlohmann::json& object);  // from apiVersion, kind, metadata
 
+// How a server-side apply is sent.
+struct ApplyOptions {
+    bool force = true;
+    // dryRun=All: the server runs the whole write (merge, conversion,
+    // defaulting and validating webhooks, schema pruning) and answers the
+    // object it would store, storing nothing.
+    bool dry_run = false;
+    // fieldValidation: "Strict" refuses unknown or duplicate fields (400);
+    // "Warn" (the server's default) drops them with a Warning header;
+    // "Ignore" drops them silently.
+    std::string field_validation = "Strict";
+};
+
+struct AppliedObject {
+    nlohmann::json object;              // as the server stored it (or would, for a dry run)
+    std::vector<std::string> warnings;  // the texts of the answer's Warning headers
+};
+
+// The texts of a Warning header value (`299 - "text", 299 - "other"`), as
+// k8s.io/apiserver's warning recorder writes them; malformed parts skipped.
+[[nodiscard]] std::vector<std::string> parse_warning_header(std::string_view value);
+
 class KubeClient {
 public:
     explicit KubeClient(KubeConnection connection, std::chrono::milliseconds timeout = std::chrono::seconds(30));
@@ -64,11 +86,31 @@ public:
     ApiResult<ResourceInfo> resource_for(const std::string& api_version, const std::string& kind);
     void invalidate_discovery();
 
+    // The version of `group` the server prefers (discovery's
+    // preferredVersion), e.g. "v1beta2" for cluster.x-k8s.io on Cluster API
+    // v1.11. nullopt when the group is not served or discovery failed.
+    std::optional<std::string> preferred_version(const std::string& group);
+
+    // A kind named by group and kind only, as Cluster API v1beta2 references
+    // name them ({apiGroup, kind, name}): the preferred version of the group
+    // when it serves the kind, else the first version that does.
+    ApiResult<ResourceInfo> resource_for_group_kind(const std::string& group, const std::string& kind);
+
+    // Teaches discovery a kind it does not list yet. A real API server serves
+    // a CustomResourceDefinition's resources as soon as it is Established,
+    // while its discovery document is updated by an asynchronous controller
+    // (apiextensions-apiserver's DiscoveryController): for a moment the kind
+    // is served but not discoverable. Forgotten at the next refresh that
+    // lists it, or by invalidate_discovery().
+    void learn(ResourceInfo info);
+
     // Server-side apply: PATCH application/apply-patch+yaml with
     // fieldManager and force. The object must carry apiVersion, kind and
     // metadata.name (and metadata.namespace for namespaced kinds). Returns
     // the object as the server stored it.
     ApiResult<nlohmann::json> apply(const nlohmann::json& object, const std::string& field_manager, bool force = true);
+    ApiResult<AppliedObject> apply(const nlohmann::json& object, const std::string& field_manager,
+                                   const ApplyOptions& options);
 
     // nullopt when the object does not exist (404).
     ApiResult<std::optional<nlohmann::json>> get(const ObjectRef& ref);

@@ -116,66 +116,62 @@ std::vector<std::pair<std::string, bool>> crd_kinds(const json& crd)
     return out;
 }
 
-// What the server will hold for the fields `desired` sets: Secret stringData
-// folded into data, the revision annotation dropped.
-json comparable(const json& desired)
-{
-    json out = desired;
-    if (out.value("kind", "") == "Secret" && out.value("apiVersion", "") == "v1" && out.contains("stringData") &&
-        out["stringData"].is_object()) {
-        if (!out.contains("data") || !out["data"].is_object()) out["data"] = json::object();
-        for (const auto& [key, value] : out["stringData"].items()) {
-            if (value.is_string()) out["data"][key] = base64_encode(value.get_ref<const std::string&>());
-        }
-        out.erase("stringData");
-    }
-    const json::json_pointer annotations("/metadata/annotations");
-    if (out.contains(annotations) && out.at(annotations).is_object()) {
-        out.at(annotations).erase(k_kube_revision_annotation);
-    }
-    return out;
-}
-
 using Parts = std::vector<std::string>;
 
-void collect_drift(const json& desired, const json& live, Parts& parts, std::vector<Parts>& out, std::size_t limit)
+std::string group_of(const std::string& api_version)
 {
-    if (out.size() >= limit) return;
-    if (desired.is_object()) {
-        if (!live.is_object()) {
-            out.push_back(parts);
-            return;
-        }
-        for (const auto& [key, value] : desired.items()) {
+    const auto slash = api_version.find('/');
+    return slash == std::string::npos ? std::string() : api_version.substr(0, slash);
+}
+
+// {apiVersion, kind, name} below the top level, the same object at another
+// version of the same group.
+bool same_reference(const json& a, const json& b)
+{
+    auto text = [](const json& o, const char* key) -> std::string {
+        const auto it = o.find(key);
+        return it != o.end() && it->is_string() ? it->get<std::string>() : std::string{};
+    };
+    const std::string av = text(a, "apiVersion");
+    const std::string bv = text(b, "apiVersion");
+    if (av.empty() || bv.empty() || av == bv || group_of(av) != group_of(bv)) return false;
+    if (text(a, "kind").empty() || text(a, "name").empty()) return false;
+    if (text(a, "kind") != text(b, "kind") || text(a, "name") != text(b, "name")) return false;
+    json a2 = a;
+    json b2 = b;
+    a2.erase("apiVersion");
+    b2.erase("apiVersion");
+    return a2 == b2;
+}
+
+void collect_drift(const json& want, const json& live, Parts& parts, std::vector<Parts>& out, std::size_t limit)
+{
+    if (out.size() >= limit || want == live) return;
+    if (want.is_object() && live.is_object()) {
+        if (!parts.empty() && same_reference(want, live)) return;
+        for (const auto& [key, value] : want.items()) {
             if (out.size() >= limit) return;
             parts.push_back(key);
             const auto found = live.find(key);
             if (found == live.end()) {
-                if (!value.is_null() && !(value.is_structured() && value.empty())) out.push_back(parts);
+                out.push_back(parts);
             } else {
                 collect_drift(value, *found, parts, out, limit);
             }
             parts.pop_back();
         }
-        return;
-    }
-    if (desired.is_array()) {
-        if (!live.is_array() || live.size() != desired.size()) {
+        for (const auto& [key, value] : live.items()) {
+            if (out.size() >= limit) return;
+            (void)value;
+            if (want.contains(key)) continue;
+            parts.push_back(key);
             out.push_back(parts);
-            return;
-        }
-        // Lists are atomic for ownership: report the list, not the element.
-        for (std::size_t i = 0; i < desired.size(); ++i) {
-            std::vector<Parts> inner;
-            collect_drift(desired[i], live[i], parts, inner, 1);
-            if (!inner.empty()) {
-                out.push_back(parts);
-                return;
-            }
+            parts.pop_back();
         }
         return;
     }
-    if (desired != live) out.push_back(parts);
+    // Scalars of another value, lists (one path for the list), or another type.
+    out.push_back(parts);
 }
 
 std::string render_path(const Parts& parts)
@@ -221,11 +217,31 @@ std::vector<std::string> owners_of(const json& live, const Parts& parts)
 
 } // namespace
 
-std::vector<DriftedField> drifted_fields(const json& desired, const json& live, std::size_t limit)
+json comparable_view(const json& object)
+{
+    json out = object;
+    if (!out.is_object()) return out;
+    out.erase("status");
+    const auto meta = out.find("metadata");
+    if (meta != out.end() && meta->is_object()) {
+        for (const char* field : {"managedFields", "resourceVersion", "generation", "uid", "creationTimestamp",
+                                  "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"}) {
+            meta->erase(field);
+        }
+        const auto annotations = meta->find("annotations");
+        if (annotations != meta->end() && annotations->is_object()) {
+            annotations->erase(k_kube_revision_annotation);
+            if (annotations->empty()) meta->erase("annotations");
+        }
+    }
+    return out;
+}
+
+std::vector<DriftedField> drifted_fields(const json& server_view, const json& live, std::size_t limit)
 {
     std::vector<Parts> paths;
     Parts parts;
-    collect_drift(comparable(desired), live, parts, paths, limit);
+    collect_drift(comparable_view(server_view), comparable_view(live), parts, paths, limit);
     std::vector<DriftedField> out;
     out.reserve(paths.size());
     for (const auto& p : paths) {
@@ -234,7 +250,52 @@ std::vector<DriftedField> drifted_fields(const json& desired, const json& live, 
     return out;
 }
 
-json prepared_body(const KubeObject& object, const KubePlanInput& input, bool namespaced)
+namespace {
+
+bool cainjector_annotated(const json& meta)
+{
+    const auto annotations = meta.find("annotations");
+    if (annotations == meta.end() || !annotations->is_object()) return false;
+    for (const char* key : {"cert-manager.io/inject-ca-from", "cert-manager.io/inject-ca-from-secret",
+                            "cert-manager.io/inject-apiserver-ca"}) {
+        if (annotations->contains(key)) return true;
+    }
+    return false;
+}
+
+// The CA bundle fields cert-manager's cainjector writes (its CRD, webhook
+// configuration and APIService injectors).
+void drop_injected_ca(json& body)
+{
+    const std::string kind = body.value("kind", "");
+    auto erase_at = [](json& node, std::initializer_list<const char*> path) {
+        json* at = &node;
+        for (auto it = path.begin(); it != path.end(); ++it) {
+            if (!at->is_object()) return;
+            if (std::next(it) == path.end()) {
+                at->erase(*it);
+                return;
+            }
+            const auto next = at->find(*it);
+            if (next == at->end()) return;
+            at = &*next;
+        }
+    };
+    if (kind == "CustomResourceDefinition") {
+        erase_at(body, {"spec", "conversion", "webhook", "clientConfig", "caBundle"});
+    } else if (kind == "ValidatingWebhookConfiguration" || kind == "MutatingWebhookConfiguration") {
+        if (body.contains("webhooks") && body["webhooks"].is_array()) {
+            for (auto& hook : body["webhooks"]) erase_at(hook, {"clientConfig", "caBundle"});
+        }
+    } else if (kind == "APIService") {
+        erase_at(body, {"spec", "caBundle"});
+    }
+}
+
+} // namespace
+
+json prepared_body(const KubeObject& object, const std::string& revision, const std::string& instance,
+                   const std::string& default_namespace, bool namespaced, bool has_status)
 {
     json body = object.body;
     json& meta = body["metadata"];
@@ -242,22 +303,23 @@ json prepared_body(const KubeObject& object, const KubePlanInput& input, bool na
     if (namespaced) {
         if (!meta.contains("namespace") || !meta["namespace"].is_string() ||
             meta["namespace"].get_ref<const std::string&>().empty()) {
-            meta["namespace"] = input.default_namespace;
+            meta["namespace"] = default_namespace;
         }
     } else {
         meta.erase("namespace");
     }
     if (!meta.contains("labels") || !meta["labels"].is_object()) meta["labels"] = json::object();
-    meta["labels"][k_kube_instance_label] = input.instance;
+    meta["labels"][k_kube_instance_label] = instance;
     if (!meta.contains("annotations") || !meta["annotations"].is_object()) meta["annotations"] = json::object();
-    meta["annotations"][k_kube_source_annotation] =
-        object.source.file + ":" + std::to_string(object.source.line);
-    if (!input.revision.empty()) meta["annotations"][k_kube_revision_annotation] = input.revision;
+    meta["annotations"][k_kube_source_annotation] = object.source.file + ":" + std::to_string(object.source.line);
+    if (!revision.empty()) meta["annotations"][k_kube_revision_annotation] = revision;
     // Server-owned fields never belong in an apply.
     for (const char* field : {"resourceVersion", "uid", "creationTimestamp", "generation", "managedFields",
                               "deletionTimestamp", "selfLink"}) {
         meta.erase(field);
     }
+    if (has_status) body.erase("status");
+    if (cainjector_annotated(meta)) drop_injected_ca(body);
     return body;
 }
 
@@ -302,6 +364,9 @@ KubePlan plan_kube(const KubePlanInput& input)
     std::set<std::string> desired_namespaces;  // namespaces holding desired objects
     std::set<std::string> desired_kinds;
 
+    std::vector<std::pair<ObjectRef, std::string>> refused;  // objects the server refuses, with their source
+    std::vector<std::size_t> held;                           // verdicts of objects an apply was planned for
+
     for (std::size_t i = 0; i < input.desired.size(); ++i) {
         const KubeObject& object = input.desired[i];
         const std::string key = resource_key(object.api_version, object.kind);
@@ -309,10 +374,13 @@ KubePlan plan_kube(const KubePlanInput& input)
         desired_kinds.insert(key);
         const auto served = input.resources.find(key);
         const auto defined = crd_defined.find(key);
+        const auto kind_problem = input.kind_problems.find(key);
         bool namespaced = true;
+        bool has_status = false;
         std::string waiting_for;
         if (served != input.resources.end()) {
             namespaced = served->second.namespaced;
+            has_status = served->second.has_status;
         } else if (defined != crd_defined.end()) {
             namespaced = defined->second.second;
         } else {
@@ -320,18 +388,24 @@ KubePlan plan_kube(const KubePlanInput& input)
                           object.namespace_.empty() ? input.default_namespace : object.namespace_, object.name};
             desired_refs.insert(ref);
             plan.inventory.push_back(ref);
+            const bool waiting = kind_problem != input.kind_problems.end() &&
+                                 kind_problem->second.kind == KubeProblemKind::waiting;
+            std::string message =
+                kind_problem != input.kind_problems.end()
+                    ? kind_problem->second.message
+                    : "the management cluster does not serve kind " + object.kind + " in apiVersion " +
+                          object.api_version +
+                          " (is its provider installed, e.g. by `clusterctl init`? is the apiVersion right?)";
             plan.verdicts.push_back(KubeVerdict{
-                ref, KubeObjectState::error,
-                "the management cluster does not serve kind " + object.kind + " in apiVersion " + object.api_version +
-                    " (is its provider installed, e.g. by `clusterctl init`? is the apiVersion right?)",
-                source});
+                ref, waiting ? KubeObjectState::waiting : KubeObjectState::error, std::move(message), source});
             continue;
         }
         if (defined != crd_defined.end() && !crd_ready[defined->second.first]) {
             waiting_for = defined->second.first;
         }
 
-        json body = prepared_body(object, input, namespaced);
+        json body = prepared_body(object, input.revision, input.instance, input.default_namespace, namespaced,
+                                  has_status);
         ObjectRef ref{object.api_version, object.kind,
                       namespaced ? body["metadata"].value("namespace", "") : std::string{}, object.name};
         desired_refs.insert(ref);
@@ -344,10 +418,31 @@ KubePlan plan_kube(const KubePlanInput& input)
                 "waiting for CustomResourceDefinition " + waiting_for + " to be Established", source});
             continue;
         }
+        if (kind_problem != input.kind_problems.end()) {
+            plan.verdicts.push_back(KubeVerdict{ref,
+                                                kind_problem->second.kind == KubeProblemKind::waiting
+                                                    ? KubeObjectState::waiting
+                                                    : KubeObjectState::error,
+                                                kind_problem->second.message, source});
+            continue;
+        }
+        if (const auto problem = input.object_problems.find(ref); problem != input.object_problems.end()) {
+            KubeObjectState state = KubeObjectState::error;
+            std::string message = problem->second.message;
+            if (problem->second.kind == KubeProblemKind::waiting) {
+                state = KubeObjectState::waiting;
+            } else if (problem->second.kind == KubeProblemKind::invalid) {
+                message = "refused by the API server: " + message;
+                refused.emplace_back(ref, source);
+            }
+            plan.verdicts.push_back(KubeVerdict{ref, state, std::move(message), source});
+            continue;
+        }
 
         const auto live = input.live.find(ref);
         if (live == input.live.end()) {
             applies.push_back(Pending{apply_group(ref), i, KubeStep{KubeStepVerb::apply, ref, body, "not in the cluster: create"}});
+            held.push_back(plan.verdicts.size());
             plan.verdicts.push_back(KubeVerdict{ref, KubeObjectState::applying, "not in the cluster: create", source});
             continue;
         }
@@ -360,7 +455,18 @@ KubePlan plan_kube(const KubePlanInput& input)
                 source});
             continue;
         }
-        const auto drift = drifted_fields(body, live->second);
+        const auto view = input.server_view.find(ref);
+        if (view == input.server_view.end()) {
+            // Nothing to compare with (the observer sends a dry run for every
+            // object in Git that it can): apply, the server decides.
+            applies.push_back(Pending{apply_group(ref), i,
+                                      KubeStep{KubeStepVerb::apply, ref, body, "not compared with the cluster: apply"}});
+            held.push_back(plan.verdicts.size());
+            plan.verdicts.push_back(
+                KubeVerdict{ref, KubeObjectState::applying, "not compared with the cluster: apply", source});
+            continue;
+        }
+        const auto drift = drifted_fields(view->second, live->second);
         if (drift.empty()) {
             plan.verdicts.push_back(KubeVerdict{ref, KubeObjectState::in_sync, "", source});
             continue;
@@ -381,7 +487,22 @@ KubePlan plan_kube(const KubePlanInput& input)
         const std::string reason = changed_by_others ? "changed in the cluster, applied again: " + fields
                                                      : "differs from Git: " + fields;
         applies.push_back(Pending{apply_group(ref), i, KubeStep{KubeStepVerb::apply, ref, body, reason}});
+        held.push_back(plan.verdicts.size());
         plan.verdicts.push_back(KubeVerdict{ref, state, reason, source});
+    }
+
+    // An object the server refuses holds the whole revision, as an invalid
+    // YAML file does: nothing of it is applied or pruned until Git is fixed.
+    std::string hold;
+    if (!refused.empty()) {
+        hold = "held: the API server refuses " + describe(refused.front().first) + " (" + refused.front().second + ")";
+        if (refused.size() > 1) hold += " and " + std::to_string(refused.size() - 1) + " more";
+        hold += " of this revision; nothing of it is applied until Git is fixed";
+        applies.clear();
+        for (const auto index : held) {
+            plan.verdicts[index].state = KubeObjectState::waiting;
+            plan.verdicts[index].message = hold + " (would apply: " + plan.verdicts[index].message + ")";
+        }
     }
 
     std::stable_sort(applies.begin(), applies.end(), [](const Pending& a, const Pending& b) {
@@ -401,6 +522,19 @@ KubePlan plan_kube(const KubePlanInput& input)
     }
     for (const auto& ref : input.inventory) {
         if (!desired_refs.contains(ref) && input.live.contains(ref)) candidates.insert(ref);
+    }
+
+    // Applied before, gone from Git, of a kind that cannot be read now: kept
+    // in the inventory, so that it is pruned once the kind can be read again.
+    for (const auto& ref : input.inventory) {
+        if (desired_refs.contains(ref) || input.live.contains(ref)) continue;
+        const auto problem = input.kind_problems.find(resource_key(ref.api_version, ref.kind));
+        if (problem == input.kind_problems.end()) continue;
+        plan.inventory.push_back(ref);
+        plan.verdicts.push_back(KubeVerdict{ref, KubeObjectState::error,
+                                            "removed from Git; not pruned while its kind cannot be read: " +
+                                                problem->second.message,
+                                            ""});
     }
 
     int phase = 4;  // the lowest phase with a live candidate, when pruning
@@ -437,6 +571,10 @@ KubePlan plan_kube(const KubePlanInput& input)
                                                     "removed from Git but objects of its kinds are still in Git: not deleted", ""});
                 continue;
             }
+        }
+        if (!hold.empty()) {
+            plan.verdicts.push_back(KubeVerdict{ref, KubeObjectState::pruning, "removed from Git; " + hold, ""});
+            continue;
         }
         prunable.push_back(ref);
         phase = std::min(phase, prune_phase(ref));

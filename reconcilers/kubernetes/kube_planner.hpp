@@ -61,6 +61,17 @@ struct KubeVerdict {
     std::string source;  // file:line, for objects in Git
 };
 
+enum class KubeProblemKind {
+    invalid,  // the server refuses the object as Git has it (400, 422): the revision's applies are held
+    waiting,  // not yet possible (kind not yet discoverable, namespace or CRD not yet applied)
+    failed,   // this object or kind cannot be read or written now (403, 5xx): tried again next pass
+};
+
+struct KubeProblem {
+    KubeProblemKind kind = KubeProblemKind::failed;
+    std::string message;
+};
+
 struct KubePlanInput {
     const std::vector<KubeObject>& desired;
     std::string revision;
@@ -73,6 +84,12 @@ struct KubePlanInput {
     std::map<ObjectRef, nlohmann::json> live;
     std::vector<ObjectRef> inventory;  // applied by the last reconcile
     bool prune = false;
+    // What the server would store for each object in Git that exists (a
+    // dry-run apply; see kube_observer.hpp). An object is in sync when this
+    // equals the live object (comparable_view of both).
+    std::map<ObjectRef, nlohmann::json> server_view;
+    std::map<ObjectRef, KubeProblem> object_problems;  // objects in Git the server could not take
+    std::map<std::string, KubeProblem> kind_problems;  // by resource_key: kinds not served or not listable
 };
 
 struct KubePlan {
@@ -87,21 +104,35 @@ struct KubePlan {
 
 // The body metalsync sends for a desired object: namespace defaulted (for
 // namespaced kinds), the instance label, source and revision annotations.
-[[nodiscard]] nlohmann::json prepared_body(const KubeObject& object, const KubePlanInput& input, bool namespaced);
+// Left out: server-owned metadata; `status` of kinds with a status
+// subresource (the server ignores it on apply); and CA bundles that
+// cert-manager's cainjector owns (objects annotated cert-manager.io/inject-ca-from,
+// inject-ca-from-secret or inject-apiserver-ca): Git carries a placeholder
+// there, and applying it would undo the injection every pass.
+[[nodiscard]] nlohmann::json prepared_body(const KubeObject& object, const std::string& revision,
+                                           const std::string& instance, const std::string& default_namespace,
+                                           bool namespaced, bool has_status);
 
-// A field where the live object differs from what metalsync sets, and the
-// other field managers (from live's managedFields) that own it now.
+// The object with what does not decide whether an apply would change it
+// taken out: status, resourceVersion, generation, managedFields, uid,
+// creationTimestamp, deletion fields, and metalsync's revision annotation (a
+// new commit alone is no reason to apply).
+[[nodiscard]] nlohmann::json comparable_view(const nlohmann::json& object);
+
+// A field where the live object differs from what the server would store on
+// apply, and the other field managers (from live's managedFields) that own it now.
 struct DriftedField {
     std::string path;                 // ".spec.replicas", ".metadata.labels[metalsync.dev/instance]"
     std::vector<std::string> owners;  // e.g. {"kubectl-edit"}; empty when nobody else owns it
 };
 
-// Fields `desired` sets that `live` lacks or holds with another value; fields
-// desired does not mention are ignored (server defaults, other managers'
-// fields). Lists of equal length compare element by element, as subsets.
-// Secret stringData is compared as the base64 data the server stores. The
-// revision annotation is ignored: a new commit alone is no reason to apply.
-[[nodiscard]] std::vector<DriftedField> drifted_fields(const nlohmann::json& desired, const nlohmann::json& live,
+// Where `server_view` (the dry-run answer) and `live` differ, both through
+// comparable_view, in both directions. A list that differs is one path.
+// Object references (maps with apiVersion, kind and name below the top level)
+// that differ only in the version of the same group are equal: Cluster API
+// rewrites a reference to the newest version of its contract, by conversion
+// (v1.11+) or by its controllers (UpdateReferenceAPIContract, before).
+[[nodiscard]] std::vector<DriftedField> drifted_fields(const nlohmann::json& server_view, const nlohmann::json& live,
                                                        std::size_t limit = 8);
 
 [[nodiscard]] nlohmann::json to_json(const KubeVerdict& verdict);

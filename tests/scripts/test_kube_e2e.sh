@@ -239,9 +239,9 @@ ns = paths.index("/api/v1/namespaces/team-a")
 w = paths.index("/apis/example.com/v1/namespaces/team-a/widgets/w1")
 assert crd < ns < w, paths
 PY
-ms objects -o json > "$T/objects.json" || true
-python3 -c "import json,sys; o=json.load(open('$T/objects.json'))['objects']; sys.exit(0 if len(o)==11 and all(x['state']=='in-sync' for x in o) else 1)" 2>/dev/null &&
-  ok "metalsync objects: 11 objects in sync" || { sleep 3; ms objects || true; bad "objects: $(head -c 600 "$T/objects.json")"; }
+# The pass that applied the Widget publishes its verdicts when it ends.
+wait_json "metalsync objects: 11 objects in sync" 30 \
+  "len(j['objects'])==11 and all(x['state']=='in-sync' for x in j['objects'])" ms objects -o json
 
 # --- delete: the cluster leaves Git; the Cluster goes first, the rest after it is gone
 git -C "$T/repo" rm -rq clusters extra

@@ -1,6 +1,8 @@
 // The Kubernetes planner and the cluster status tree: pure functions, tested
 // on the seed's objects without a server.
 
+#include <algorithm>
+
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
@@ -75,7 +77,7 @@ TEST_CASE("absent objects are applied: CRDs first, then Namespaces, then the res
                     {"names", {{"kind", "Widget"}, {"plural", "widgets"}}},
                     {"versions", json::array({json{{"name", "v1"}}})}}),
     };
-    KubePlanInput in{desired, "abc123", "rack-a", "default", served(), {}, {}, false};
+    KubePlanInput in{desired, "abc123", "rack-a", "default", served(), {}, {}, false, {}, {}, {}};
     KubePlan plan = plan_kube(in);
     REQUIRE(plan.steps.size() == 4);
     CHECK(plan.steps[0].ref.kind == "CustomResourceDefinition");
@@ -100,7 +102,7 @@ TEST_CASE("objects of a CRD of the same revision wait until it is Established")
                   {"versions", json::array({json{{"name", "v1"}}})}};
     std::vector<KubeObject> desired{object("apiextensions.k8s.io/v1", "CustomResourceDefinition", "widgets.example.com", crd_spec),
                                     object("example.com/v1", "Widget", "w1", json{{"size", 1}})};
-    KubePlanInput in{desired, "r1", "metalsync", "default", served(), {}, {}, false};
+    KubePlanInput in{desired, "r1", "metalsync", "default", served(), {}, {}, false, {}, {}, {}};
 
     KubePlan first = plan_kube(in);
     REQUIRE(first.steps.size() == 1);
@@ -113,6 +115,7 @@ TEST_CASE("objects of a CRD of the same revision wait until it is Established")
     json crd = stored(first.steps[0].body);
     crd["status"]["conditions"] = json::array({json{{"type", "Established"}, {"status", "True"}}});
     in.live[first.steps[0].ref] = crd;
+    in.server_view[first.steps[0].ref] = crd;
     KubePlan second = plan_kube(in);
     REQUIRE(second.steps.size() == 1);
     CHECK(second.steps[0].ref.kind == "Widget");
@@ -123,7 +126,7 @@ TEST_CASE("an unknown kind is an error on that object only, naming the kind and 
 {
     std::vector<KubeObject> desired{object("cluster.x-k8s.io/v1beta", "Cluster", "typo", json()),
                                     object("v1", "Secret", "s", json(), "default")};
-    KubePlanInput in{desired, "r1", "metalsync", "default", served(), {}, {}, false};
+    KubePlanInput in{desired, "r1", "metalsync", "default", served(), {}, {}, false, {}, {}, {}};
     KubePlan plan = plan_kube(in);
     REQUIRE(plan.steps.size() == 1);
     CHECK(plan.steps[0].ref.kind == "Secret");
@@ -134,45 +137,80 @@ TEST_CASE("an unknown kind is an error on that object only, naming the kind and 
     CHECK(v->source == "clusters/c.yaml:1");
 }
 
-TEST_CASE("in sync, changed in Git, and drifted in the cluster")
+TEST_CASE("in sync when the server's dry-run answer equals the live object; otherwise applied, the field named")
 {
     std::vector<KubeObject> desired{object("cluster.x-k8s.io/v1beta1", "MachineDeployment", "md", json{{"replicas", 3}})};
-    KubePlanInput in{desired, "r1", "metalsync", "default", served(), {}, {}, false};
+    KubePlanInput in{desired, "r1", "metalsync", "default", served(), {}, {}, false, {}, {}, {}};
     const KubePlan first = plan_kube(in);
     REQUIRE(first.steps.size() == 1);
     const ObjectRef ref = first.steps[0].ref;
 
-    SUBCASE("what the server holds after the apply is in sync, server defaults and a new commit included")
+    SUBCASE("the dry run answers what is live, server defaults and a new commit included: in sync")
     {
         json live = stored(first.steps[0].body);
         live["spec"]["minReadySeconds"] = 0;  // a default the server added
+        live["status"] = json{{"replicas", 3}};
         in.live[ref] = live;
+        json view = live;
+        view["metadata"]["resourceVersion"] = "8";  // what a dry run answers may differ here, never mind
+        view["metadata"]["annotations"][k_kube_revision_annotation] = "r2";
+        view["status"] = json{{"replicas", 0}};
+        in.server_view[ref] = view;
         in.revision = "r2";  // a later commit that did not touch this object
         const KubePlan plan = plan_kube(in);
         CHECK(plan.steps.empty());
         CHECK(plan.verdicts.at(0).state == KubeObjectState::in_sync);
     }
+    SUBCASE("a webhook-defaulted value (Git 1.29.0, live v1.29.0) is in sync: the dry run answers v1.29.0 too")
+    {
+        std::vector<KubeObject> kcp{object("controlplane.cluster.x-k8s.io/v1beta1", "KubeadmControlPlane", "cp",
+                                           json{{"version", "1.29.0"}}, "default")};
+        KubePlanInput k{kcp, "r1", "metalsync", "default", served(), {}, {}, false, {}, {}, {}};
+        const KubePlan created = plan_kube(k);
+        REQUIRE(created.steps.size() == 1);
+        json live = stored(created.steps[0].body);
+        live["spec"]["version"] = "v1.29.0";
+        k.live[created.steps[0].ref] = live;
+        k.server_view[created.steps[0].ref] = live;
+        CHECK(plan_kube(k).steps.empty());
+        // Without the server's answer, the planner cannot know: it applies (the old field-subset rule re-applied forever).
+        k.server_view.clear();
+        CHECK(plan_kube(k).steps.size() == 1);
+    }
     SUBCASE("a replica count changed in Git is applied, the reason names the field")
     {
-        in.live[ref] = stored(first.steps[0].body);
-        std::vector<KubeObject> scaled{object("cluster.x-k8s.io/v1beta1", "MachineDeployment", "md", json{{"replicas", 5}})};
-        KubePlanInput next{scaled, "r2", "metalsync", "default", served(), in.live, {}, false};
-        const KubePlan plan = plan_kube(next);
+        json live = stored(first.steps[0].body);
+        in.live[ref] = live;
+        json view = live;
+        view["spec"]["replicas"] = 5;
+        in.server_view[ref] = view;
+        const KubePlan plan = plan_kube(in);
         REQUIRE(plan.steps.size() == 1);
-        CHECK(plan.steps[0].body["spec"]["replicas"] == 5);
         CHECK(plan.verdicts.at(0).state == KubeObjectState::applying);
         CHECK(plan.steps[0].reason.find(".spec.replicas") != std::string::npos);
     }
     SUBCASE("a field another manager changed is drift: applied again, the manager named")
     {
         json live = stored(first.steps[0].body, "kubectl-edit");
+        json view = live;
         live["spec"]["replicas"] = 7;
         in.live[ref] = live;
+        in.server_view[ref] = view;
         const KubePlan plan = plan_kube(in);
         REQUIRE(plan.steps.size() == 1);
         CHECK(plan.verdicts.at(0).state == KubeObjectState::drifted);
         CHECK(plan.verdicts.at(0).message.find("kubectl-edit") != std::string::npos);
         CHECK(plan.verdicts.at(0).message.find(".spec.replicas") != std::string::npos);
+    }
+    SUBCASE("a field metalsync stopped setting that the server would remove is a difference")
+    {
+        json live = stored(first.steps[0].body);
+        live["spec"]["paused"] = true;
+        in.live[ref] = live;
+        in.server_view[ref] = stored(first.steps[0].body);
+        const KubePlan plan = plan_kube(in);
+        REQUIRE(plan.steps.size() == 1);
+        CHECK(plan.steps[0].reason.find(".spec.paused") != std::string::npos);
     }
     SUBCASE("an object being deleted is not applied until it is gone")
     {
@@ -187,22 +225,112 @@ TEST_CASE("in sync, changed in Git, and drifted in the cluster")
     }
 }
 
-TEST_CASE("Secret stringData compares as the base64 data the server stores")
+TEST_CASE("a reference the server rewrote to the newest version of its contract is not a difference")
 {
-    KubeObject secret = object("v1", "Secret", "cloud", json(), "default");
-    secret.body["stringData"] = json{{"clouds.yaml", "clouds: {}\n"}};
-    std::vector<KubeObject> desired{secret};
-    KubePlanInput in{desired, "r1", "metalsync", "default", served(), {}, {}, false};
-    KubePlan first = plan_kube(in);
-    REQUIRE(first.steps.size() == 1);
-    json live = first.steps[0].body;
-    live.erase("stringData");
-    live["data"] = json{{"clouds.yaml", "Y2xvdWRzOiB7fQo="}};  // base64 of "clouds: {}\n"
-    in.live[first.steps[0].ref] = live;
-    CHECK(plan_kube(in).steps.empty());
-    live["data"]["clouds.yaml"] = "b3RoZXI=";
-    in.live[first.steps[0].ref] = live;
-    CHECK(plan_kube(in).steps.size() == 1);
+    const json git_ref{{"apiVersion", "infrastructure.cluster.x-k8s.io/v1alpha7"}, {"kind", "OpenStackCluster"},
+                       {"name", "c"}};
+    json live{{"apiVersion", "cluster.x-k8s.io/v1beta1"},
+              {"kind", "Cluster"},
+              {"metadata", {{"name", "c"}, {"namespace", "default"}}},
+              {"spec", {{"infrastructureRef", git_ref}}}};
+    json view = live;
+    live["spec"]["infrastructureRef"]["apiVersion"] = "infrastructure.cluster.x-k8s.io/v1beta1";
+    CHECK(drifted_fields(view, live).empty());
+    SUBCASE("another group, kind or name is a difference")
+    {
+        live["spec"]["infrastructureRef"]["apiVersion"] = "infrastructure.example.com/v1beta1";
+        CHECK(drifted_fields(view, live).size() == 1);
+        live["spec"]["infrastructureRef"]["apiVersion"] = "infrastructure.cluster.x-k8s.io/v1beta1";
+        live["spec"]["infrastructureRef"]["name"] = "d";
+        CHECK_FALSE(drifted_fields(view, live).empty());
+    }
+    SUBCASE("the top-level apiVersion is never treated as a reference")
+    {
+        live["apiVersion"] = "cluster.x-k8s.io/v1beta2";
+        live["spec"]["infrastructureRef"]["apiVersion"] = git_ref["apiVersion"];
+        CHECK(drifted_fields(view, live).size() == 1);
+    }
+}
+
+TEST_CASE("status and injected CA bundles are never sent")
+{
+    json spec = json::parse(R"({"group": "example.com", "conversion": {"strategy": "Webhook",
+        "webhook": {"clientConfig": {"caBundle": "Cg==", "service": {"name": "w"}}}}})");
+    KubeObject crd = object("apiextensions.k8s.io/v1", "CustomResourceDefinition", "things.example.com", spec);
+    crd.body["status"] = json{{"acceptedNames", json::object()}};
+    const json plain = prepared_body(crd, "r1", "metalsync", "default", false, true);
+    CHECK_FALSE(plain.contains("status"));
+    CHECK(plain["spec"]["conversion"]["webhook"]["clientConfig"]["caBundle"] == "Cg==");  // nobody injects it
+    crd.body["metadata"]["annotations"] = json{{"cert-manager.io/inject-ca-from", "capi-system/capi-serving-cert"}};
+    const json injected = prepared_body(crd, "r1", "metalsync", "default", false, true);
+    CHECK_FALSE(injected["spec"]["conversion"]["webhook"]["clientConfig"].contains("caBundle"));
+    CHECK(injected["spec"]["conversion"]["webhook"]["clientConfig"]["service"]["name"] == "w");
+    // Kinds without a status subresource keep what Git says.
+    KubeObject cm = object("v1", "ConfigMap", "c", json(), "default");
+    cm.body["status"] = "x";
+    CHECK(prepared_body(cm, "r1", "metalsync", "default", true, false).contains("status"));
+}
+
+TEST_CASE("an object the server refuses holds the whole revision; waiting and failing objects do not")
+{
+    std::vector<KubeObject> desired{
+        object("cluster.x-k8s.io/v1beta1", "Cluster", "c", json{{"paused", false}}, "default", 3),
+        object("cluster.x-k8s.io/v1beta1", "MachineDeployment", "md", json{{"replicas", 3}}, "default", 9),
+        object("v1", "Secret", "s", json(), "default", 20)};
+    KubePlanInput in{desired, "r1", "metalsync", "default", served(), {}, {}, true, {}, {}, {}};
+    const ObjectRef md{"cluster.x-k8s.io/v1beta1", "MachineDeployment", "default", "md"};
+    const ObjectRef orphan{"v1", "Secret", "default", "gone"};
+    in.live[orphan] = json{{"apiVersion", "v1"},
+                           {"kind", "Secret"},
+                           {"metadata", {{"name", "gone"}, {"namespace", "default"}, {"labels", {{k_kube_instance_label, "metalsync"}}}}}};
+
+    SUBCASE("refused (Strict field validation): nothing applied or pruned, the refused object names its file:line")
+    {
+        in.object_problems[md] = KubeProblem{KubeProblemKind::invalid, ".spec.replicaz: field not declared in schema"};
+        const KubePlan plan = plan_kube(in);
+        CHECK(plan.steps.empty());
+        const KubeVerdict* bad = verdict_of(plan, "md");
+        REQUIRE(bad != nullptr);
+        CHECK(bad->state == KubeObjectState::error);
+        CHECK(bad->message.find("replicaz") != std::string::npos);
+        CHECK(bad->source == "clusters/c.yaml:9");
+        const KubeVerdict* held = verdict_of(plan, "c");
+        REQUIRE(held != nullptr);
+        CHECK(held->state == KubeObjectState::waiting);
+        CHECK(held->message.find("MachineDeployment default/md (clusters/c.yaml:9)") != std::string::npos);
+        const KubeVerdict* pruned = verdict_of(plan, "gone");
+        REQUIRE(pruned != nullptr);
+        CHECK(pruned->message.find("held") != std::string::npos);
+    }
+    SUBCASE("a 500 or a 403 on one object fails that object only")
+    {
+        in.object_problems[md] = KubeProblem{KubeProblemKind::failed, "conversion webhook failed"};
+        const KubePlan plan = plan_kube(in);
+        CHECK(verdict_of(plan, "md")->state == KubeObjectState::error);
+        CHECK(plan.steps.size() == 3);  // Cluster and Secret created, the orphan pruned
+    }
+    SUBCASE("a kind that cannot be listed: its objects are errors, its inventory entries are kept unpruned")
+    {
+        in.kind_problems[resource_key("cluster.x-k8s.io/v1beta1", "MachineDeployment")] =
+            KubeProblem{KubeProblemKind::failed, "permission denied: may not list machinedeployments"};
+        const ObjectRef old_md{"cluster.x-k8s.io/v1beta1", "MachineDeployment", "default", "old"};
+        in.inventory = {old_md};
+        const KubePlan plan = plan_kube(in);
+        CHECK(verdict_of(plan, "md")->state == KubeObjectState::error);
+        CHECK(verdict_of(plan, "md")->message.find("permission denied") != std::string::npos);
+        CHECK(std::find(plan.inventory.begin(), plan.inventory.end(), old_md) != plan.inventory.end());
+        CHECK(verdict_of(plan, "c")->state == KubeObjectState::applying);
+    }
+    SUBCASE("a kind not yet in discovery waits instead of failing")
+    {
+        std::vector<KubeObject> later{object("infrastructure.cluster.x-k8s.io/v1alpha1", "MetalsyncCluster", "m", json(), "default")};
+        KubePlanInput w{later, "r1", "metalsync", "default", served(), {}, {}, false, {}, {}, {}};
+        w.kind_problems[resource_key("infrastructure.cluster.x-k8s.io/v1alpha1", "MetalsyncCluster")] =
+            KubeProblem{KubeProblemKind::waiting, "not served yet"};
+        CHECK(plan_kube(w).verdicts.at(0).state == KubeObjectState::waiting);
+        w.kind_problems.clear();
+        CHECK(plan_kube(w).verdicts.at(0).state == KubeObjectState::error);
+    }
 }
 
 TEST_CASE("prune: off leaves orphans; on deletes the Cluster first, the rest after it is gone")
@@ -229,7 +357,7 @@ TEST_CASE("prune: off leaves orphans; on deletes the Cluster first, the rest aft
     live[foreign] = json{{"apiVersion", "v1"}, {"kind", "Secret"}, {"metadata", {{"name", "not-ours"}, {"namespace", "default"}}}};
 
     std::vector<KubeObject> desired;  // everything removed from Git
-    KubePlanInput in{desired, "r9", "metalsync", "default", served(), live, {}, false};
+    KubePlanInput in{desired, "r9", "metalsync", "default", served(), live, {}, false, {}, {}, {}};
 
     SUBCASE("prune off")
     {
@@ -274,7 +402,7 @@ TEST_CASE("prune: off leaves orphans; on deletes the Cluster first, the rest aft
         in.live.erase(cluster);
         in.live.erase(secret);
         std::vector<KubeObject> still{object("v1", "Secret", "app", json(), "team-a")};
-        KubePlanInput next{still, "r9", "metalsync", "default", served(), in.live, {}, true};
+        KubePlanInput next{still, "r9", "metalsync", "default", served(), in.live, {}, true, {}, {}, {}};
         const KubePlan plan = plan_kube(next);
         for (const auto& step : plan.steps) CHECK(step.verb == KubeStepVerb::apply);
         CHECK(verdict_of(plan, "team-a")->state == KubeObjectState::kept);
@@ -287,7 +415,7 @@ TEST_CASE("inventory entries still live are pruned even when the label was remov
     std::map<ObjectRef, json> live;
     live[md] = json{{"apiVersion", md.api_version}, {"kind", md.kind}, {"metadata", {{"name", "old"}, {"namespace", "default"}}}};
     std::vector<KubeObject> desired;
-    KubePlanInput in{desired, "r2", "metalsync", "default", served(), live, {md}, true};
+    KubePlanInput in{desired, "r2", "metalsync", "default", served(), live, {md}, true, {}, {}, {}};
     const KubePlan plan = plan_kube(in);
     REQUIRE(plan.steps.size() == 1);
     CHECK(plan.steps[0].ref == md);
@@ -316,7 +444,8 @@ json machine(const std::string& name, const std::string& cluster, const std::str
 TEST_CASE("the cluster tree groups machines under the control plane and their MachineDeployment")
 {
     ClusterObjects objects;
-    objects.cluster = json{{"metadata", {{"name", "bm"}, {"namespace", "default"}}},
+    objects.cluster = json{{"apiVersion", "cluster.x-k8s.io/v1beta1"},
+                           {"metadata", {{"name", "bm"}, {"namespace", "default"}}},
                            {"spec",
                             {{"controlPlaneRef", {{"kind", "KubeadmControlPlane"}, {"name", "bm-cp"}}},
                              {"infrastructureRef", {{"kind", "OpenStackCluster"}, {"name", "bm"}}}}},
@@ -324,10 +453,12 @@ TEST_CASE("the cluster tree groups machines under the control plane and their Ma
                             {{"phase", "Provisioned"},
                              {"conditions", json::array({json{{"type", "Ready"}, {"status", "True"}}})}}}};
     objects.infrastructure = json{{"status", {{"ready", true}}}};
-    objects.control_planes.push_back(json{{"metadata", {{"name", "bm-cp"}}},
+    objects.control_planes.push_back(json{{"apiVersion", "controlplane.cluster.x-k8s.io/v1beta1"},
+                                          {"metadata", {{"name", "bm-cp"}}},
                                           {"spec", {{"replicas", 3}, {"version", "v1.28.0"}}},
                                           {"status", {{"replicas", 3}, {"updatedReplicas", 3}, {"readyReplicas", 3}}}});
-    objects.machine_deployments.push_back(json{{"metadata", {{"name", "bm-workers"}}},
+    objects.machine_deployments.push_back(json{{"apiVersion", "cluster.x-k8s.io/v1beta1"},
+                                               {"metadata", {{"name", "bm-workers"}}},
                                                {"spec", {{"clusterName", "bm"}, {"replicas", 5},
                                                          {"template", {{"spec", {{"version", "v1.28.0"}}}}}}},
                                                {"status", {{"replicas", 4}, {"updatedReplicas", 4}, {"readyReplicas", 3},
@@ -361,4 +492,46 @@ TEST_CASE("the cluster tree groups machines under the control plane and their Ma
 
     objects.machine_deployments[0]["status"] = json{{"replicas", 5}, {"updatedReplicas", 5}, {"readyReplicas", 5}};
     CHECK(cluster_settled(cluster_tree(objects)));
+}
+
+TEST_CASE("the cluster tree reads Cluster API v1beta2: Available, upToDateReplicas, initialization.provisioned")
+{
+    // Shapes from cluster-api v1.11 api/core/v1beta2 and api/controlplane/kubeadm/v1beta2.
+    ClusterObjects objects;
+    objects.cluster = json::parse(R"({"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster",
+        "metadata": {"name": "bm", "namespace": "default"},
+        "spec": {"controlPlaneRef": {"apiGroup": "controlplane.cluster.x-k8s.io", "kind": "KubeadmControlPlane", "name": "bm-cp"},
+                 "infrastructureRef": {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "MetalsyncCluster", "name": "bm"}},
+        "status": {"phase": "Provisioned", "initialization": {"infrastructureProvisioned": true, "controlPlaneInitialized": true},
+                   "conditions": [{"type": "Available", "status": "True", "reason": "Available", "lastTransitionTime": "2026-12-02T10:00:00Z"}],
+                   "deprecated": {"v1beta1": {"conditions": [{"type": "Ready", "status": "False"}]}}}})");
+    objects.infrastructure = json::parse(R"({"apiVersion": "infrastructure.cluster.x-k8s.io/v1alpha1",
+        "status": {"initialization": {"provisioned": true}}})");
+    objects.control_planes.push_back(json::parse(R"({"apiVersion": "controlplane.cluster.x-k8s.io/v1beta2",
+        "metadata": {"name": "bm-cp"}, "spec": {"replicas": 3, "version": "v1.29.0"},
+        "status": {"replicas": 3, "readyReplicas": 3, "availableReplicas": 3, "upToDateReplicas": 2, "version": "v1.28.0",
+                   "conditions": [{"type": "Available", "status": "True", "reason": "Available"}],
+                   "deprecated": {"v1beta1": {"updatedReplicas": 2, "readyReplicas": 3}}}})"));
+    objects.machine_deployments.push_back(json::parse(R"({"apiVersion": "cluster.x-k8s.io/v1beta2",
+        "metadata": {"name": "bm-workers"}, "spec": {"clusterName": "bm", "replicas": 2, "template": {"spec": {"version": "v1.29.0"}}},
+        "status": {"replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "upToDateReplicas": 2,
+                   "conditions": [{"type": "Available", "status": "True"}]}})"));
+
+    json tree = cluster_tree(objects);
+    CHECK(tree["ready"]["status"] == "True");  // Available, not the deprecated v1beta1 Ready
+    CHECK(tree["infrastructure"]["kind"] == "MetalsyncCluster");
+    CHECK(tree["infrastructure"]["ready"] == true);
+    CHECK(tree["controlPlane"]["name"] == "bm-cp");
+    CHECK(tree["controlPlane"]["replicas"]["updated"] == 2);
+    CHECK(tree["controlPlane"]["replicas"]["available"] == 3);
+    CHECK(tree["controlPlane"]["ready"]["status"] == "True");
+    CHECK(cluster_summary(tree)["controlPlane"]["updated"] == 2);
+    CHECK(cluster_summary(tree)["workers"]["updated"] == 2);
+    CHECK_FALSE(cluster_settled(tree));  // one control-plane machine still to be replaced
+
+    objects.control_planes[0]["status"]["upToDateReplicas"] = 3;
+    tree = cluster_tree(objects);
+    CHECK(cluster_settled(tree));
+    objects.cluster["status"]["conditions"][0]["status"] = "False";
+    CHECK_FALSE(cluster_settled(cluster_tree(objects)));
 }
