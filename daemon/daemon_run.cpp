@@ -210,6 +210,7 @@ int Daemon::run()
                 spdlog::warn("kubernetes: inventory not saved: {}", saved.error().message);
             }
         });
+    m_kube->set_apply_counter([this](std::string_view outcome) { m_metrics.kube_apply(outcome); });
 
     // Signals: blocked in every thread, taken by one thread with sigwait and
     // turned into flags the loop reads. No logic in a handler.

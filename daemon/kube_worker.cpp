@@ -295,6 +295,12 @@ void KubeWorker::run_pass()
     KubePlan plan = plan_kube(input);
     next.connected = true;
     next.dry_runs = seen.dry_runs;
+    if (m_count_apply) {
+        for (int i = 0; i < seen.dry_runs; ++i) m_count_apply("dry-run");
+        for (const auto& [ref, problem] : input.object_problems) {
+            if (problem.kind == KubeProblemKind::invalid) m_count_apply("refused");
+        }
+    }
 
     // The server's warnings on objects in Git (fields it drops, deprecated
     // versions), once per text.
@@ -329,6 +335,7 @@ void KubeWorker::run_pass()
             if (applied) {
                 acted = true;
                 m_observer.remember_applied(step.ref, step.body, applied->object, input.resources);
+                if (m_count_apply) m_count_apply("success");
                 spdlog::info("kubernetes: applied {}: {}", describe(step.ref), step.reason);
                 emit(step.ref.kind, object_name(step.ref),
                      verdict && verdict->state == KubeObjectState::drifted ? "kube.object.drift-corrected"
@@ -341,6 +348,7 @@ void KubeWorker::run_pass()
                 }
             } else {
                 transport_failed = applied.error().http_status == 0;
+                if (m_count_apply) m_count_apply("error");
                 next.pending.push_back(step);
                 if (verdict) {
                     verdict->state = KubeObjectState::error;

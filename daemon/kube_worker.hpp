@@ -20,6 +20,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -75,6 +76,10 @@ public:
     void set_settings(KubeWorkerSettings settings);  // config-reload
     void set_suspended(bool suspended);
     void wake();
+    // Called on the worker thread for every apply it sends: "success",
+    // "error", "dry-run" (asked the server what it would store), "refused"
+    // (the server refuses the object as Git has it). Set before start().
+    void set_apply_counter(std::function<void(std::string_view outcome)> counter) { m_count_apply = std::move(counter); }
 
     [[nodiscard]] KubeSnapshot snapshot() const;
     [[nodiscard]] bool enabled() const;
@@ -111,6 +116,7 @@ private:
     bool m_settled = false;
 
     EventSink m_events;
+    std::function<void(std::string_view)> m_count_apply;
     InventorySink m_save;
     std::thread m_thread;
 };

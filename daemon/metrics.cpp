@@ -504,7 +504,7 @@ DaemonMetrics::DaemonMetrics(std::string version, double start_time_seconds)
       m_ironic_requests(m_registry.counter("metalsync_ironic_requests_total",
                                            "Calls to Ironic, by outcome (success or error type).", {"outcome"})),
       m_kube_apply(m_registry.counter("metalsync_kube_apply_total",
-                                      "Applies to the Kubernetes management cluster, by outcome.", {"outcome"})),
+                                      "Server-side applies sent to the Kubernetes management cluster, by outcome: success, error, dry-run (asked what the server would store, to decide whether to apply), refused (the server refuses the object as Git has it).", {"outcome"})),
       m_kube_objects(m_registry.gauge("metalsync_kube_objects", "Kubernetes objects managed, by state.", {"state"}))
 {
     m_registry.gauge("metalsync_build_info", "The running metalsync's version; always 1.", {"version"})

@@ -37,6 +37,7 @@ struct WorkerRig {
     TempDir dir{"kube-worker"};
     std::mutex mutex;
     std::vector<Event> events;
+    std::map<std::string, int> applies;  // by outcome, as the metric counts them
     std::unique_ptr<KubeWorker> worker;
 
     explicit WorkerRig(FakeApiServer& s) : server(s)
@@ -56,6 +57,7 @@ struct WorkerRig {
                 events.push_back(e);
             },
             nullptr);
+        worker->set_apply_counter([this](std::string_view outcome) { applies[std::string(outcome)]++; });
     }
 
     KubeSnapshot pass()
@@ -152,12 +154,15 @@ TEST_SUITE("daemon")
         auto first = rig.pass();
         REQUIRE_MESSAGE(first.error.empty(), first.error);
         CHECK(real_writes(server).size() == 3);
+        CHECK(rig.applies["success"] == 3);
+        CHECK(rig.applies["dry-run"] == 3);  // each checked by the server before anything is created
 
         server.reset_requests();
         auto second = rig.pass();
         CHECK(second.error.empty());
         CHECK(real_writes(server).empty());
         CHECK(dry_runs(server) == 0);  // what was just applied is known in sync
+        CHECK(rig.applies["dry-run"] == 3);
         for (const auto& v : second.objects) CHECK_MESSAGE(v.state == KubeObjectState::in_sync, describe(v.ref));
 
         SUBCASE("a change made by hand is found by one dry run and put back")
