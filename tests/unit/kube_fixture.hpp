@@ -65,6 +65,7 @@ struct FakeApiServerOptions {
     std::optional<TestPki> pki;              // serve https with the server certificate...
     bool require_client_certificate = false; // ... and ask for a client certificate (--client-ca)
     std::optional<double> crd_establish_delay;
+    std::optional<double> discovery_lag;     // --discovery-lag: a CRD is served before discovery lists it
 };
 
 // tests/fake_kube/fake_apiserver.py in its own process group and temporary
@@ -98,6 +99,9 @@ class FakeApiServer {
         }
         if (m_options.crd_establish_delay) {
             argv.insert(argv.end(), {"--crd-establish-delay", std::to_string(*m_options.crd_establish_delay)});
+        }
+        if (m_options.discovery_lag) {
+            argv.insert(argv.end(), {"--discovery-lag", std::to_string(*m_options.discovery_lag)});
         }
         start(argv, m_dir->path() / "server.log");
 
