@@ -168,7 +168,7 @@ void KubeWorker::thread_main()
 }
 
 void KubeWorker::emit(const std::string& kind, const std::string& name, const std::string& event,
-                      const std::string& message, const std::string& revision)
+                      const std::string& message, const std::string& revision, bool from_commit)
 {
     if (!m_events) return;
     Event e;
@@ -178,7 +178,7 @@ void KubeWorker::emit(const std::string& kind, const std::string& name, const st
     e.name = event;
     e.message = message;
     e.revision = revision;
-    {
+    if (from_commit) {
         std::lock_guard lock(m_mutex);
         e.author = m_author;
     }
@@ -234,10 +234,10 @@ void KubeWorker::run_pass()
     auto publish = [&](bool settled) {
         if (!next.error.empty() && next.error != m_last_error_reported) {
             spdlog::warn("kubernetes: {}", next.error);
-            emit("Kubernetes", "api-server", "kube.unreachable", next.error, revision);
+            emit("Kubernetes", "api-server", "kube.unreachable", next.error, revision, false);
         } else if (next.error.empty() && !m_last_error_reported.empty()) {
             spdlog::info("kubernetes: the API server answers again");
-            emit("Kubernetes", "api-server", "kube.reachable", "the API server answers again", revision);
+            emit("Kubernetes", "api-server", "kube.reachable", "the API server answers again", revision, false);
         }
         m_last_error_reported = next.error;
         std::lock_guard lock(m_mutex);
@@ -337,10 +337,9 @@ void KubeWorker::run_pass()
                 m_observer.remember_applied(step.ref, step.body, applied->object, input.resources);
                 if (m_count_apply) m_count_apply("success");
                 spdlog::info("kubernetes: applied {}: {}", describe(step.ref), step.reason);
-                emit(step.ref.kind, object_name(step.ref),
-                     verdict && verdict->state == KubeObjectState::drifted ? "kube.object.drift-corrected"
-                                                                             : "kube.object.applied",
-                     step.reason, revision);
+                const bool drift = verdict && verdict->state == KubeObjectState::drifted;
+                emit(step.ref.kind, object_name(step.ref), drift ? "kube.object.drift-corrected" : "kube.object.applied",
+                     step.reason, revision, !drift);
                 if (step.ref.kind == "CustomResourceDefinition") client.invalidate_discovery();
                 if (verdict && verdict->state != KubeObjectState::drifted) {
                     verdict->state = KubeObjectState::in_sync;
@@ -438,7 +437,7 @@ void KubeWorker::run_pass()
         const std::string line = summary_line(cluster_summary(tree));
         const std::string key = "cluster|" + line;
         if (m_cluster_lines[ref] != key) {
-            emit("Cluster", object_name(ref), "kube.cluster.status", line, revision);
+            emit("Cluster", object_name(ref), "kube.cluster.status", line, revision, false);
             m_cluster_lines[ref] = key;
         }
         next.clusters.push_back(std::move(tree));

@@ -90,8 +90,11 @@ public:
 private:
     void thread_main();
     bool ensure_client(KubeSnapshot& next, const KubeWorkerSettings& settings);
+    // `from_commit`: the event is a consequence of the revision (its author
+    // is recorded); false for what nobody's commit caused (drift corrected,
+    // the API server's reachability, Cluster API status).
     void emit(const std::string& kind, const std::string& name, const std::string& event, const std::string& message,
-              const std::string& revision);
+              const std::string& revision, bool from_commit = true);
 
     mutable std::mutex m_mutex;
     std::condition_variable m_cv;

@@ -179,6 +179,14 @@ TEST_SUITE("daemon")
             REQUIRE(writes.size() == 1);
             CHECK(writes[0]["path"].get<std::string>().ends_with("/machinedeployments/workers"));
             CHECK(rig.has_event("kube.object.drift-corrected", "kubectl-edit"));
+            {
+                std::lock_guard lock(rig.mutex);
+                for (const auto& e : rig.events) {
+                    // Nobody's commit caused the correction: it names no author; the first applies name Ada's.
+                    if (e.name == "kube.object.drift-corrected") CHECK(e.author.empty());
+                    if (e.name == "kube.object.applied") CHECK(e.author == "Ada");
+                }
+            }
             server.reset_requests();
             rig.pass();
             CHECK(real_writes(server).empty());
