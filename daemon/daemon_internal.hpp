@@ -57,6 +57,9 @@ inline double unix_now()
 
 inline std::string short_id(const std::string& id) { return id.substr(0, 12); }
 
+// The event that records an action's outcome: node.<verb>.requested or .failed.
+Event completion_event(const QueuedAction& item, const ActionResult& result, double now);
+
 // Wait before the next attempt at a failing step: 15 s, doubling, at most 10 min.
 inline double retry_backoff_seconds(int attempts)
 {
@@ -126,11 +129,12 @@ private:
     void request_wakeup();
     void update_gauges();
     std::optional<Event> note_inspection(const Completion& completion, NodeStatus& status, double now);
+    void resolve_interrupted_actions(double now);
 
-    // A store write's outcome: a failure is logged (once per distinct
+    // A store write's outcome (true when it succeeded): a failure is logged (once per distinct
     // message) and shown in status until a later write succeeds.
     template <class T>
-    void checked(const std::expected<T, StoreError>& result, const char* what)
+    bool checked(const std::expected<T, StoreError>& result, const char* what)
     {
         std::lock_guard lock(m_view_mutex);
         if (result) {
@@ -138,11 +142,12 @@ private:
                 spdlog::info("store: writes succeed again");
                 m_view.store_error.clear();
             }
-            return;
+            return true;
         }
         std::string message = std::string(what) + ": " + result.error().message;
         if (message != m_view.store_error) spdlog::error("store: {} failed: {}", what, result.error().message);
         m_view.store_error = std::move(message);
+        return false;
     }
     void wait_next_tick(std::chrono::milliseconds max_wait);
     std::chrono::milliseconds next_poll_delay(bool failed);
@@ -169,6 +174,8 @@ private:
     std::map<std::string, NodeStatus> m_status;  // node_status rows, cached
     std::map<std::string, InspectionMemory> m_inspections;  // inspection rows, cached; under m_store_mutex
     ObservedState m_observed;
+    std::vector<JournalEntry> m_interrupted;                  // unfinished at start-up, until Ironic is observed
+    std::map<std::string, std::string> m_restored_states;    // provision states of the store's last observation
 
     mutable std::mutex m_view_mutex;
     LoopView m_view;

@@ -3,6 +3,7 @@
 // executor's queue; and the small pieces of state the pass keeps.
 
 #include "daemon/daemon_internal.hpp"
+#include "reconcilers/interrupted_action.hpp"
 
 namespace metalsync::daemon_internal {
 
@@ -165,8 +166,15 @@ bool Daemon::observe(double now)
         auto before = memory;
         learn_from_observation(memory, node);
         auto previous = m_observed.nodes.find(name);
-        bool state_changed = previous == m_observed.nodes.end() ||
-                             previous->second.provision_state != node.provision_state;
+        bool state_changed = false;
+        if (previous != m_observed.nodes.end()) {
+            state_changed = previous->second.provision_state != node.provision_state;
+        } else if (auto restored = m_restored_states.find(name);
+                   restored != m_restored_states.end() && status.since) {
+            state_changed = restored->second != node.provision_state;  // first observation since a restart
+        } else {
+            state_changed = true;
+        }
         if (state_changed || before.was_active != memory.was_active || before.uuid != memory.uuid) {
             store_memory(status, memory);
             if (state_changed) {
@@ -183,6 +191,8 @@ bool Daemon::observe(double now)
         std::lock_guard view_lock(m_view_mutex);  // workers copy observed nodes under this lock
         m_observed = std::move(*observed);
     }
+    m_restored_states.clear();
+    if (!m_interrupted.empty()) resolve_interrupted_actions(now);
     std::set<std::string> busy;
     for (const auto& [name, node] : m_observed.nodes) {
         if (is_busy_state(node.provision_state)) {
@@ -297,6 +307,71 @@ void Daemon::plan_and_submit(double now)
     m_view.plan = std::move(plan);
 }
 
+// Each journal entry left running by the last stop, judged by this first
+// observation: done, failed or not started, recorded with its event, and
+// the commit and author that asked for it.
+void Daemon::resolve_interrupted_actions(double now)
+{
+    std::lock_guard store_lock(m_store_mutex);
+    auto tx = m_store->transaction();
+    std::map<std::string, int> counts;
+    for (const auto& entry : m_interrupted) {
+        const auto found = m_observed.nodes.find(entry.object_name);
+        const ObservedNode* node = found == m_observed.nodes.end() ? nullptr : &found->second;
+        const auto resolution = resolve_interrupted(entry.verb, entry.params, entry.started_at, node);
+        counts[to_string(resolution.outcome)]++;
+        const std::string what = entry.verb + " (revision " + short_id(entry.revision) +
+                                 (entry.author.empty() ? std::string() : " by " + entry.author) + ")";
+        std::string message;
+        switch (resolution.outcome) {
+        case InterruptedOutcome::done:
+            message = "interrupted by a restart after it reached Ironic: " + resolution.reason;
+            checked(m_store->journal_finish(entry.id, JournalState::done, message, now), "journal_finish");
+            break;
+        case InterruptedOutcome::failed:
+            message = "interrupted by a restart; Ironic failed it: " + resolution.reason;
+            checked(m_store->journal_finish(entry.id, JournalState::failed, message, now), "journal_finish");
+            break;
+        case InterruptedOutcome::not_started:
+            message = "interrupted by a restart before it reached Ironic (" + resolution.reason + "); planned again";
+            checked(m_store->journal_cancel(entry.id, message, now), "journal_cancel");
+            break;
+        case InterruptedOutcome::unknown:
+            message = "interrupted by a restart; " + resolution.reason;
+            checked(m_store->journal_cancel(entry.id, message, now), "journal_cancel");
+            break;
+        }
+        spdlog::info("node {}: {} {}", entry.object_name, what, message);
+        Event e;
+        e.time = now;
+        e.object_kind = entry.object_kind;
+        e.object_name = entry.object_name;
+        e.name = std::string("action.interrupted.") + to_string(resolution.outcome);
+        e.message = entry.verb + ": " + message;
+        e.revision = entry.revision;
+        e.author = entry.author;
+        checked(m_store->add_event(e), "add_event");
+    }
+    if (tx) (void)tx->commit();
+    spdlog::warn("journal: {} interrupted actions settled against Ironic: {} done, {} failed, {} not started, {} unknown",
+                 m_interrupted.size(), counts["done"], counts["failed"], counts["not-started"], counts["unknown"]);
+    m_interrupted.clear();
+}
+
+Event completion_event(const QueuedAction& item, const ActionResult& result, double now)
+{
+    const auto& a = item.action;
+    Event e;
+    e.time = now;
+    e.object_kind = "Node";
+    e.object_name = a.node;
+    e.name = std::string("node.") + to_string(a.verb) + (result.ok ? ".requested" : ".failed");
+    e.message = result.ok ? (result.summary.empty() ? a.reason : result.summary) : result.error;
+    e.revision = item.revision;
+    e.author = item.author;
+    return e;
+}
+
 void Daemon::record_completions(double now)
 {
     auto completions = m_executor->take_completions();
@@ -310,7 +385,7 @@ void Daemon::record_completions(double now)
         const auto& r = c.result;
         std::string verb = to_string(a.verb);
         m_metrics.action_finished(verb, DaemonMetrics::action_outcome(r));
-        if (c.item.journal_id > 0) {
+        if (c.item.journal_id > 0 && !c.item.recorded) {
             checked(m_store->journal_finish(c.item.journal_id, r.ok ? JournalState::done : JournalState::failed,
                                           r.ok ? r.summary : r.error, now), "journal_finish");
         }
@@ -339,15 +414,7 @@ void Daemon::record_completions(double now)
         auto inspection_event = note_inspection(c, status, now);
         m_status[a.node] = status;
         checked(m_store->put_node_status(status), "put_node_status");
-        Event e;
-        e.time = now;
-        e.object_kind = "Node";
-        e.object_name = a.node;
-        e.name = "node." + verb + (r.ok ? ".requested" : ".failed");
-        e.message = r.ok ? (r.summary.empty() ? a.reason : r.summary) : r.error;
-        e.revision = c.item.revision;
-        e.author = c.item.author;
-        checked(m_store->add_event(e), "add_event");
+        if (!c.item.recorded) checked(m_store->add_event(completion_event(c.item, r, now)), "add_event");
         if (inspection_event) checked(m_store->add_event(*inspection_event), "add_event");
     }
     if (tx) {

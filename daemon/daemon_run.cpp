@@ -136,14 +136,17 @@ int Daemon::run()
     }
     // After a crash: actions that were pending or running are not redone
     // blindly. Each tick re-observes Ironic first and plans again from what
-    // it sees, so a step that reached Ironic is not repeated.
+    // it sees, so a step that reached Ironic is not repeated; the first
+    // observation also settles how each interrupted entry ended
+    // (resolve_interrupted), with its event, commit and author.
     if (auto unfinished = m_store->journal_unfinished(); unfinished && !unfinished->empty()) {
-        double now = unix_now();
-        for (const auto& e : *unfinished) {
-            checked(m_store->journal_cancel(e.id, "interrupted by a daemon restart; re-observed and planned again", now), "journal_cancel");
-        }
-        spdlog::warn("journal: {} actions were interrupted by the last stop; re-observing before acting",
-                     unfinished->size());
+        m_interrupted = std::move(*unfinished);
+        spdlog::warn("journal: {} actions were interrupted by the last stop; asking Ironic how each ended before acting",
+                     m_interrupted.size());
+    }
+    // The provision states last seen, so that a node's "since" survives a restart.
+    if (auto last = m_store->load_observed(); last) {
+        for (const auto& [name, node] : last->nodes) m_restored_states[name] = node.provision_state;
     }
     std::string error;
     m_ironic_connection = ironic_connection(m_config, error);
@@ -262,6 +265,23 @@ int Daemon::run()
                 item.journal_id = *id;
                 self->checked(self->m_store->journal_mark_running(*id, entry.created_at), "journal_mark_running");
             }
+        },
+        // And recorded the moment it returns, not at the loop's next pass:
+        // what finished just before a kill -9 is not lost.
+        [self](QueuedAction& item, const ActionResult& result) {
+            const double now = unix_now();
+            std::lock_guard lock(self->m_store_mutex);
+            auto tx = self->m_store->transaction();
+            bool ok = true;
+            if (item.journal_id > 0) {
+                ok = self->checked(self->m_store->journal_finish(item.journal_id,
+                                                                 result.ok ? JournalState::done : JournalState::failed,
+                                                                 result.ok ? result.summary : result.error, now),
+                                   "journal_finish");
+            }
+            ok = ok && self->checked(self->m_store->add_event(completion_event(item, result, now)), "add_event");
+            if (ok && tx) ok = tx->commit().has_value();
+            item.recorded = ok;
         });
     m_executor->use_rate_limiter(connection.rate_limiter);
     m_executor->start();

@@ -8,8 +8,8 @@ namespace metalsync {
 
 using Clock = std::chrono::steady_clock;
 
-Executor::Executor(ExecutorLimits limits, RunnerFactory factory, StartHook on_start)
-    : m_limits(limits), m_factory(std::move(factory)), m_on_start(std::move(on_start)),
+Executor::Executor(ExecutorLimits limits, RunnerFactory factory, StartHook on_start, FinishHook on_finish)
+    : m_limits(limits), m_factory(std::move(factory)), m_on_start(std::move(on_start)), m_on_finish(std::move(on_finish)),
       m_limiter(std::make_shared<RateLimiter>(limits.ironic_qps))
 {
 }
@@ -291,6 +291,13 @@ void Executor::worker_main()
             result.error = std::string("internal error: ") + e.what();
         }
         limiter->forfeit_prepaid();
+        if (m_on_finish) {
+            try {
+                m_on_finish(item, result);
+            } catch (const std::exception&) {
+                item.recorded = false;  // the loop records it instead
+            }
+        }
         lock.lock();
         m_running_nodes.erase(a.node);
         if (!a.bmc.empty() && --m_running_bmc[a.bmc] <= 0) {

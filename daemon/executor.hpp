@@ -42,6 +42,7 @@ struct QueuedAction {
     std::string revision;
     std::string author;
     std::string key;  // node + verb + params: identifies "the same action" across ticks
+    bool recorded = false;  // the finish hook wrote its journal entry and event already
 };
 
 struct Completion {
@@ -71,8 +72,12 @@ public:
     using RunnerFactory = std::function<Runner()>;
     // Called on the worker thread right before the action runs (journal: running).
     using StartHook = std::function<void(QueuedAction&)>;
+    // Called on the worker thread as soon as the action returns, before the
+    // loop takes the completion: what finished is recorded even if the
+    // daemon dies before its next pass.
+    using FinishHook = std::function<void(QueuedAction&, const ActionResult&)>;
 
-    Executor(ExecutorLimits limits, RunnerFactory factory, StartHook on_start = {});
+    Executor(ExecutorLimits limits, RunnerFactory factory, StartHook on_start = {}, FinishHook on_finish = {});
     ~Executor();
     Executor(const Executor&) = delete;
     Executor& operator=(const Executor&) = delete;
@@ -132,6 +137,7 @@ private:
     ExecutorLimits m_limits;
     RunnerFactory m_factory;
     StartHook m_on_start;
+    FinishHook m_on_finish;
     mutable std::mutex m_mutex;
     std::condition_variable m_work_cv;
     std::condition_variable m_done_cv;

@@ -347,3 +347,61 @@ TEST_SUITE("daemon")
         CHECK(connection.rate_limiter->acquire(std::chrono::steady_clock::now() + 10s) == RateLimiter::Outcome::granted);
     }
 }
+
+TEST_SUITE("daemon")
+{
+    TEST_CASE("executor: the finish hook records an outcome on the worker before the loop takes the completion")
+    {
+        std::mutex mutex;
+        std::vector<std::string> recorded;  // what a crash right after the run would still find recorded
+        std::atomic<bool> release{false};
+        Executor e(
+            ExecutorLimits{1000, 20, 1, 1},
+            [&]() -> Executor::Runner {
+                return [&](const Action& a) {
+                    ActionResult r;
+                    r.ok = a.node != "broken";
+                    r.error = r.ok ? "" : "Ironic said no";
+                    return r;
+                };
+            },
+            {},
+            [&](QueuedAction& item, const ActionResult& result) {
+                {
+                    std::lock_guard lock(mutex);
+                    recorded.push_back(item.action.node + (result.ok ? ":ok" : ":" + result.error));
+                }
+                item.recorded = true;
+                while (!release.load()) std::this_thread::sleep_for(1ms);  // the loop has not looked yet
+            });
+        // A failed REQUIRE must not leave a worker blocked in the hook while the executor joins it.
+        struct Release {
+            std::atomic<bool>& flag;
+            ~Release() { flag = true; }
+        } release_on_exit{release};
+        e.start();
+        for (const std::string node : {"n1", "broken"}) {
+            release = false;
+            auto replaced = e.replace_queue({action(node, "", false)});
+            CHECK(replaced.added.size() == 1);
+            REQUIRE(metalsync::test::wait_until(
+                [&] {
+                    std::lock_guard lock(mutex);
+                    return !recorded.empty() && recorded.back().starts_with(node + ":");
+                },
+                5s));
+            CHECK(e.take_completions().empty());  // recorded, not yet handed to the loop
+            release = true;
+            std::vector<Completion> all;
+            REQUIRE(metalsync::test::wait_until(
+                [&] {
+                    for (auto& c : e.take_completions()) all.push_back(std::move(c));
+                    return all.size() == 1;
+                },
+                5s));
+            CHECK(all[0].item.recorded);
+        }
+        CHECK(recorded == std::vector<std::string>{"n1:ok", "broken:Ironic said no"});
+        e.stop(1s);
+    }
+}
