@@ -34,6 +34,12 @@ nlohmann::json Daemon::node_json(const std::string& name, const NodeView& view, 
         j["waitingOn"] = it->second.waiting_on;
         j["queuePosition"] = it->second.position;
     }
+    {
+        std::lock_guard lock(m_suspend_mutex);
+        const bool node_suspended = m_suspended_nodes.contains(name);
+        j["suspended"] = node_suspended || m_suspended.load();
+        if (j["suspended"] == true) j["suspendedBy"] = node_suspended ? "node" : "daemon";
+    }
     return j;
 }
 
@@ -42,6 +48,11 @@ void Daemon::register_commands(ControlServer& server)
     server.add_command(
         "status-get",
         [this](const ControlRequest&) -> ControlReply {
+            nlohmann::json suspended_nodes = nlohmann::json::array();
+            {
+                std::lock_guard lock(m_suspend_mutex);
+                for (const auto& n : m_suspended_nodes) suspended_nodes.push_back(n);
+            }
             std::lock_guard lock(m_view_mutex);
             nlohmann::json by_condition = nlohmann::json::object();
             nlohmann::json by_state = nlohmann::json::object();
@@ -73,6 +84,7 @@ void Daemon::register_commands(ControlServer& server)
                                  ? nlohmann::json()
                                  : nlohmann::json{{"commit", m_view.rejected_commit}, {"errors", m_view.rejected_errors}}},
                 {"suspended", m_suspended.load()},
+                {"suspendedNodes", suspended_nodes},
                 {"nodes", {{"total", m_view.nodes.size()}, {"atGoal", at_goal}, {"byCondition", by_condition}, {"byState", by_state}}},
                 {"executor", {{"queued", stats.queued}, {"running", stats.running}, {"provisioning", stats.busy_provisioning}, {"saturated", stats.saturated}}},
                 {"massDeletionHeld", m_view.plan.mass_deletion_held ? nlohmann::json(m_view.plan.mass_deletion_message) : nlohmann::json()},
@@ -80,6 +92,11 @@ void Daemon::register_commands(ControlServer& server)
             };
             std::string text = std::to_string(m_view.nodes.size()) + " nodes, " + std::to_string(at_goal) + " at goal";
             if (!m_view.ready) text += "; no revision accepted yet";
+            if (m_suspended.load()) text += "; suspended: no new actions start";
+            if (!suspended_nodes.empty()) {
+                text += "; " + std::to_string(suspended_nodes.size()) + (suspended_nodes.size() == 1 ? " node" : " nodes") +
+                        " suspended";
+            }
             if (!m_view.git_error.empty()) text += "; git: " + m_view.git_error;
             if (!m_view.ironic_error.empty()) {
                 text += "; ironic: " + m_view.ironic_error + " (" + std::to_string(m_view.ironic_failures) +
@@ -217,9 +234,20 @@ void Daemon::register_commands(ControlServer& server)
                 m_kube->set_suspended(true);
                 return {k_result_success, "suspended: no new actions start (in-flight ones finish)", nullptr};
             }
+            bool known = false;
+            {
+                std::lock_guard lock(m_view_mutex);
+                known = m_view.nodes.contains(name);
+            }
+            if (!known) {
+                return {k_result_error, "no node " + name + " (neither in Git nor in Ironic): nothing to suspend", nullptr};
+            }
             std::lock_guard lock(m_suspend_mutex);
-            m_suspended_nodes.insert(name);
-            return {k_result_success, "node " + name + " suspended", nullptr};
+            if (!m_suspended_nodes.insert(name).second) {
+                return {k_result_success, "node " + name + " is already suspended", nullptr};
+            }
+            return {k_result_success, "node " + name + " suspended: no new actions start for it (an action in flight finishes)",
+                    nullptr};
         },
         true, "Stop starting actions, for the whole daemon or one node (arguments: name)");
     server.add_command(
@@ -231,7 +259,9 @@ void Daemon::register_commands(ControlServer& server)
                 m_kube->set_suspended(false);
             } else {
                 std::lock_guard lock(m_suspend_mutex);
-                m_suspended_nodes.erase(name);
+                if (m_suspended_nodes.erase(name) == 0) {
+                    return {k_result_success, "node " + name + " was not suspended", nullptr};
+                }
             }
             request_wakeup();
             return {k_result_success, name.empty() ? "resumed" : "node " + name + " resumed", nullptr};

@@ -186,7 +186,7 @@ private:
     std::atomic<bool> m_shutdown{false};
     std::atomic<bool> m_reload{false};
     std::atomic<bool> m_suspended{false};
-    std::mutex m_suspend_mutex;
+    mutable std::mutex m_suspend_mutex;
     std::set<std::string> m_suspended_nodes;
     std::chrono::steady_clock::time_point m_next_poll{};
     std::atomic<bool> m_poll_now{false};  // reconcile-now: start a poll at the next pass

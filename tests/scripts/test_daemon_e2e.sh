@@ -137,6 +137,27 @@ assert any(a["verb"] == "deploy" and a["state"] == "done" for a in d["actions"])
 PY
 ms nodes >"$T/nodes.txt" 2>&1 && grep -q "n2" "$T/nodes.txt" && ok "nodes table" || bad "nodes: $(cat "$T/nodes.txt")"
 ms events --limit 5 >"$T/events.txt" 2>&1 && ok "events" || bad "events: $(cat "$T/events.txt")"
+
+# A suspended node shows as such everywhere; suspending a node that does not exist is an error.
+rc=0; ms suspend no-such-node >"$T/out" 2>&1 || rc=$?
+[ "$rc" -eq 1 ] && grep -q "no node no-such-node" "$T/out" && ok "suspend of an unknown node is an error" || bad "suspend no-such-node: exit $rc: $(cat "$T/out")"
+ms suspend n2 >/dev/null 2>&1 || bad "suspend n2"
+ms nodes -o json >"$T/nodes.json" 2>&1 || true
+ms node n2 >"$T/node.txt" 2>&1 || true
+ms status >"$T/status.txt" 2>&1 || true
+ms status -o json >"$T/status.json" 2>&1 || true
+/usr/bin/python3 - "$T/nodes.json" "$T/status.json" <<'PY' && grep -q "Suspended" "$T/node.txt" && grep -q "1 node suspended" "$T/status.txt" &&
+import json, sys
+nodes = {n["name"]: n for n in json.load(open(sys.argv[1]))["nodes"]}
+assert nodes["n2"]["suspended"] is True and nodes["n2"]["suspendedBy"] == "node", nodes["n2"]
+assert nodes["n1"]["suspended"] is False, nodes["n1"]
+assert json.load(open(sys.argv[2]))["suspendedNodes"] == ["n2"]
+PY
+  ok "a suspended node shows in nodes, node and status" || bad "suspended n2 not shown: $(cat "$T/node.txt" "$T/status.txt")"
+ms resume n2 >/dev/null 2>&1 || bad "resume n2"
+ms nodes -o json >"$T/nodes.json" 2>&1 || true
+/usr/bin/python3 -c "import json,sys; sys.exit(0 if all(not n['suspended'] for n in json.load(open('$T/nodes.json'))['nodes']) else 1)" &&
+  ok "resumed: no node suspended" || bad "after resume: $(cat "$T/nodes.json")"
 rc=0; "$bin" status -s "$T/nope.sock" >/dev/null 2>&1 || rc=$?
 [ "$rc" -eq 2 ] && ok "status without a daemon exits 2" || bad "status without daemon: exit $rc"
 
