@@ -75,6 +75,18 @@ std::string in_sync_key(const json& body, const json& live, bool uses_generation
     return key;
 }
 
+// The server refuses the object as Git has it. Server-side apply reports an
+// undeclared field or a wrong type from structured-merge-diff's typed
+// conversion as a 500 with no reason ("failed to create typed patch object
+// (...): .spec.x: field not declared in schema"; kubernetes/kubernetes#122480,
+// staging/src/k8s.io/apiserver/pkg/endpoints/handlers/fieldmanager), whatever
+// fieldValidation says: that is Git's content, not a server fault.
+bool refused_content(const ApiError& error)
+{
+    if (error.http_status == 400 || error.http_status == 422) return true;
+    return error.http_status == 500 && error.message.find("failed to create typed patch object") != std::string::npos;
+}
+
 // A 404 for a dry run in a namespace that does not exist yet.
 bool namespace_missing(const ApiError& error, const std::string& namespace_)
 {
@@ -307,7 +319,7 @@ KubeObservation KubeObserver::observe(KubeClient& client, const KubeObserveInput
                                           ? "waiting for Namespace " + c.ref.namespace_ + " to be created"
                                           : "namespace " + c.ref.namespace_ +
                                                 " does not exist and is not in Git: create it, or add it to Git"};
-            } else if (error.http_status == 400 || error.http_status == 422) {
+            } else if (refused_content(error)) {
                 problem = KubeProblem{KubeProblemKind::invalid, error.message};
             }
             out.object_problems[c.ref] = std::move(problem);
