@@ -1,6 +1,6 @@
 #pragma once
 
-// The client side of the control socket (DESIGN.md "Control socket"): one
+// The client side of the control socket (docs/architecture.md §5): one
 // request, one reply. Errors are worded for an operator at a terminal.
 
 #include <chrono>

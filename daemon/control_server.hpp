@@ -1,6 +1,6 @@
 #pragma once
 
-// The daemon's control socket (DESIGN.md "Control socket"): a Unix stream
+// The daemon's control socket (docs/architecture.md §5): a Unix stream
 // socket, one JSON request per connection and one JSON reply, then close.
 // Every reply is well-formed JSON, including for malformed, oversized, slow or
 // unauthorised requests and for handlers that throw.

@@ -23,7 +23,7 @@
 // the wrong, smaller machine — more than asked is not a reason to refuse it.
 // There is no tolerance on memory: physical_mb is the installed size, exact;
 // the floor is the operator's to round down (16000 for 16 GiB, as
-// DESIGN.md's example does). When only `memory.total` (usable bytes, a few
+// docs/architecture.md §1.2 does). When only `memory.total` (usable bytes, a few
 // percent below installed) is reported, it is used as it is and the floor
 // has to allow for that.
 // A field the inspection did not report (disks from properties, anything
