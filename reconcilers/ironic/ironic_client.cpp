@@ -14,7 +14,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int k_max_page_size = 1000;  // Ironic's cap (gotcha 12)
+constexpr int k_max_page_size = 1000;  // Ironic's cap (docs/ironic-testbed.md, 12)
 constexpr int k_max_pages = 100'000;   // a server that never stops paging is a bug, not a fleet
 
 // Only what ObservedNode needs. GET /v1/nodes/detail refuses `fields`, the

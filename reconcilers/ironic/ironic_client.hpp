@@ -3,7 +3,7 @@
 // The Ironic adapter: a REST client for the Bare Metal API.
 //
 // Every request carries X-OpenStack-Ironic-API-Version (the version agreed by
-// negotiate()) and Content-Type: application/json (testbed gotcha 5). Calls
+// negotiate()) and Content-Type: application/json (docs/ironic-testbed.md, 5). Calls
 // return ApiResult; the client never sleeps or retries by itself except for
 // one re-authentication after a 401 with a Keystone token (retry_call() in
 // retry.hpp is for the executor).
@@ -104,7 +104,7 @@ public:
     ApiResult<ObservedNode> patch_node(std::string_view ident, const nlohmann::json& patch);
     // PUT /v1/nodes/{ident}/states/provision {"target": target, ...extras}.
     // extras: {"configdrive": {...}}, {"clean_steps": [...]}, ... Deploy is
-    // target "active" (with the configdrive), never "deploy" (gotcha 7).
+    // target "active" (with the configdrive), never "deploy" (docs/ironic-testbed.md, 7).
     ApiResult<void> set_provision_state(std::string_view ident, std::string_view target,
                                         const nlohmann::json& extras = nlohmann::json::object());
     // target: "power on", "power off", "rebooting", ...
@@ -120,7 +120,7 @@ public:
     // retryable) when the server is older.
     ApiResult<nlohmann::json> get_inventory(std::string_view ident);
 
-    // Page size for the lists (Ironic's largest is 1000, gotcha 12). For tests.
+    // Page size for the lists (Ironic's largest is 1000, docs/ironic-testbed.md 12). For tests.
     void set_page_size(int page_size);
 
 private:

@@ -4,7 +4,7 @@
 //
 // Ironic answers errors as {"error_message": "<JSON string>"} whose inner
 // document is {"faultcode": "Client", "faultstring": "...", "debuginfo": null}
-// (testbed gotcha 6); its auth middleware answers 401 as
+// (docs/ironic-testbed.md, 6); its auth middleware answers 401 as
 // {"error": {"message": "...", "code": 401}}.
 
 #include <string>

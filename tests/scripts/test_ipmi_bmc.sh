@@ -11,7 +11,7 @@
 #     `set power 0`, then `set power 1`;
 #   - a power change made at the BMC behind Ironic's back shows in
 #     `metalsync node` as a power action, and metalsync puts Git's `on` back.
-# See /work/shared/ironic-testbed.md, "The real BMC path".
+# The real BMC path: docs/ironic-testbed.md.
 set -euo pipefail
 bin=${METALSYNC_BINARY:?}
 src=${METALSYNC_SOURCE_DIR:?}
@@ -144,7 +144,7 @@ until_true "bmc2 answers ipmitool (cipher suite 3)" 30 bmc_ipmitool "$port2" pow
 : > "$T/bmc1/calls.log"; : > "$T/bmc2/calls.log"
 
 # A real Ironic (fake-hardware + ipmi enabled). Its power sync must not put
-# back a change made at the BMC (force_power_state_during_sync, gotcha 13),
+# back a change made at the BMC (force_power_state_during_sync, docs/ironic-testbed.md 13),
 # so that Ironic records the change and metalsync sees it; and it runs every
 # 3 s instead of 30 to keep the test short. Both edits are to this test's own
 # copy of the configuration, then Ironic is restarted on the same endpoint.

@@ -52,7 +52,7 @@ public:
     {
         if (!on_path("ironic") || !on_path("ironic-dbsync")) {
             m_error = "'ironic' is not on PATH: these tests need a real Ironic; install "
-                      "ironic-common python3-ironicclient openipmi ipmitool genisoimage (see ironic-testbed.md)";
+                      "ironic-common python3-ironicclient openipmi ipmitool genisoimage (see docs/ironic-testbed.md)";
             return;
         }
         std::vector<std::string> argv{(source_dir() / "scripts" / "ironic-testbed").string(), "start",

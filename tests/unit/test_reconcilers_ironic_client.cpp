@@ -197,7 +197,7 @@ TEST_SUITE("reconcilers")
         REQUIRE_MESSAGE(patched.has_value(), patched.error().describe());
         CHECK(patched->instance_info.at("image_source") == "http://127.0.0.1:1/img");
 
-        // deploy with a configdrive object (target "active", gotcha 7)
+        // deploy with a configdrive object (target "active", docs/ironic-testbed.md 7)
         const json configdrive{{"user_data", "#cloud-config\nhostname: life-node\n"}, {"meta_data", json::object()}};
         auto deploy = client.set_provision_state("life-node", "active", json{{"configdrive", configdrive}});
         REQUIRE_MESSAGE(deploy.has_value(), deploy.error().describe());

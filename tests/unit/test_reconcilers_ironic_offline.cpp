@@ -22,7 +22,7 @@ using nlohmann::json;
 
 namespace {
 
-// Ironic's error envelope: the fault document as a JSON string (gotcha 6).
+// Ironic's error envelope: the fault document as a JSON string (docs/ironic-testbed.md, 6).
 std::string ironic_fault(const std::string& faultstring)
 {
     const json fault{{"faultcode", "Client"}, {"faultstring", faultstring}, {"debuginfo", nullptr}};
