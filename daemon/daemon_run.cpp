@@ -181,7 +181,7 @@ int Daemon::run()
         return 1;
     }
     m_git.emplace(m_config.git);
-    m_intake.emplace(*m_git, *m_store);
+    m_intake.emplace(*m_git, *m_store, &m_store_mutex);
     m_intake->restore();
     if (auto current = m_intake->current()) {
         // The revision in force survives a restart, even before the next poll succeeds.

@@ -87,7 +87,10 @@ IntakeResult RevisionIntake::take(const std::expected<PollResult, GitError>& pol
         e.object_name = redact_url(m_source.config().url);
         e.name = events::k_git_poll_failed;
         e.message = result.error;
-        (void)m_store.add_event(e);
+        {
+            auto lock = store_lock();
+            (void)m_store.add_event(e);
+        }
         return result;
     }
     result.polled_ok = true;
@@ -118,6 +121,7 @@ IntakeResult RevisionIntake::evaluate(const std::string& commit, double now, boo
         e.name = events::k_git_history_rewritten;
         e.message = "new tip " + short_id(commit) + " does not descend from " + short_id(m_last_tip);
         e.revision = commit;
+        auto lock = store_lock();
         (void)m_store.add_event(e);
     }
     auto loaded = load_commit(m_source, commit, m_loader);
@@ -148,6 +152,7 @@ IntakeResult RevisionIntake::evaluate(const std::string& commit, double now, boo
         // (locked, disk full) would be forgotten at the next restart while its
         // actions ran. Not taken now; the next poll tries again.
         auto written = [&]() -> std::expected<void, StoreError> {
+            auto lock = store_lock();
             auto tx = m_store.transaction();
             if (!tx) return std::unexpected(tx.error());
             if (auto r = m_store.record_revision(record); !r) return r;
@@ -179,6 +184,7 @@ IntakeResult RevisionIntake::evaluate(const std::string& commit, double now, boo
         e.name = events::k_revision_rejected;
         e.message = std::to_string(record.errors.size()) + " errors, first: " + record.errors.front();
         auto written = [&]() -> std::expected<void, StoreError> {
+            auto lock = store_lock();
             auto tx = m_store.transaction();
             if (!tx) return std::unexpected(tx.error());
             if (auto r = m_store.record_revision(record); !r) return r;

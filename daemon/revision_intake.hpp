@@ -7,6 +7,7 @@
 
 #include <expected>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -29,7 +30,13 @@ struct IntakeResult {
 
 class RevisionIntake {
 public:
-    RevisionIntake(GitSource& source, Store& store) : m_source(source), m_store(store) {}
+    // `store_mutex`: the lock every other writer of `store` takes (the
+    // executor's workers, the Kubernetes worker); held only around writes,
+    // never while a revision is parsed.
+    RevisionIntake(GitSource& source, Store& store, std::recursive_mutex* store_mutex = nullptr)
+        : m_source(source), m_store(store), m_store_mutex(store_mutex)
+    {
+    }
 
     // Restores the revision in force from the store (after a restart): the
     // last accepted commit is loaded again from the local clone.
@@ -54,6 +61,11 @@ private:
 
     GitSource& m_source;
     Store& m_store;
+    std::recursive_mutex* m_store_mutex = nullptr;
+    [[nodiscard]] std::unique_lock<std::recursive_mutex> store_lock() const
+    {
+        return m_store_mutex ? std::unique_lock<std::recursive_mutex>(*m_store_mutex) : std::unique_lock<std::recursive_mutex>();
+    }
     RevisionLoader m_loader;
     std::shared_ptr<const DesiredState> m_current;
     CommitInfo m_current_commit;
