@@ -130,6 +130,7 @@ private:
     void update_gauges();
     std::optional<Event> note_inspection(const Completion& completion, NodeStatus& status, double now);
     void resolve_interrupted_actions(double now);
+    void prune_history(double now);
 
     // A store write's outcome (true when it succeeded): a failure is logged (once per distinct
     // message) and shown in status until a later write succeeds.
@@ -197,6 +198,7 @@ private:
     // Observation backoff while Ironic is unreachable.
     int m_observe_failures = 0;
     std::chrono::steady_clock::time_point m_next_observe{};
+    double m_next_history_prune = 0;  // unix seconds
     std::atomic<bool> m_observe_now{false};  // reconcile-now: observe at the next pass, backoff or not
     int m_lock_fd = -1;
     std::mt19937 m_rng{std::random_device{}()};

@@ -468,10 +468,30 @@ std::optional<Event> Daemon::note_inspection(const Completion& completion, NodeS
     return e;
 }
 
+// Events and finished journal entries are kept this long, then deleted (once
+// an hour), so the store does not grow without bound on a busy fleet.
+constexpr double k_history_seconds = 90.0 * 24 * 3600;
+
+void Daemon::prune_history(double now)
+{
+    if (now < m_next_history_prune) return;
+    m_next_history_prune = now + 3600;
+    std::lock_guard store_lock(m_store_mutex);
+    auto events = m_store->prune_events(now - k_history_seconds);
+    auto journal = m_store->prune_journal(now - k_history_seconds);
+    checked(events, "prune_events");
+    checked(journal, "prune_journal");
+    if ((events && *events > 0) || (journal && *journal > 0)) {
+        spdlog::info("store: {} events and {} journal entries older than 90 days deleted", events.value_or(0),
+                     journal.value_or(0));
+    }
+}
+
 void Daemon::tick()
 {
     double now = unix_now();
     const auto started = std::chrono::steady_clock::now();
+    prune_history(now);
     poll_git(now);
     record_completions(now);
     if (!m_intake->current()) {
