@@ -200,7 +200,9 @@ int run_plan(const PlanOptions& options)
         observed = std::move(*live);
         observed_from = "Ironic at " + client.endpoint();
     }
-    PlanInput input{*loaded->state, observed, memory, "metalsync", static_cast<double>(std::time(nullptr)), {}};
+    // The instance names this bastion's nodes in Ironic (extra) as the daemon does.
+    const std::string instance = config ? config->instance : std::string("metalsync");
+    PlanInput input{*loaded->state, observed, memory, instance, static_cast<double>(std::time(nullptr)), {}};
     Plan plan = plan_nodes(input);
     if (options.output == "json") {
         auto j = to_json(plan);
