@@ -143,7 +143,9 @@ Resolution resolve(const ClaimInputs& in)
     }
     if (rec == nullptr || rec->node != res.node) {
         res.writes.store = true;
-        res.writes.phase = rec != nullptr && rec->node == res.node ? rec->phase : ClaimPhase::claimed;
+        // A deleted machine's restored record says releasing at once: its
+        // node is never claimed again, only given back.
+        res.writes.phase = m.deleting ? ClaimPhase::releasing : ClaimPhase::claimed;
     }
     const PoolNode* n = find_node(in.nodes, res.node);
     if (!releasing && n != nullptr && n->observed() && n->instance_uuid.empty()) {

@@ -33,6 +33,10 @@
 // providerID, the status built by machine_status), (4) the store deletion
 // (writes.drop_store) and, with remove_finalizer, the finalizer.
 //
+// CALL ONLY ON A COMPLETE OBSERVATION of Ironic (ObservedState::complete),
+// as the node planner: a claimed node missing from `nodes` is taken as gone
+// from Ironic, and its claim is forgotten when the machine is deleted.
+//
 // GIT NEVER SILENTLY FIGHTS A CLAIM. A claimed node is the provider's: the
 // node planner must not plan it (node_hold says so and why). A claimed node
 // that Git removes or gives another goal is held and reported (held_by_claim),

@@ -475,8 +475,14 @@ TEST_CASE("paused: nothing happens, not even a repair or a release")
     CHECK_FALSE(d.writes.any());
     CHECK(d.message == "reconciliation is paused (the Cluster's spec.paused or the cluster.x-k8s.io/paused annotation)");
 
+    // Unpaused: the repair comes first, recorded as a release (a deleted
+    // machine's node is only ever given back), then the release.
     s.m().paused = false;
-    CHECK(s.step().step == ClaimStep::adopt);  // unpaused: the repair comes first, then the release
+    auto repair = s.step_apply();
+    CHECK(repair.step == ClaimStep::adopt);
+    CHECK(repair.writes.phase == ClaimPhase::releasing);
+    CHECK(s.claims.by_machine("uid-m1")->phase == ClaimPhase::releasing);
+    CHECK(s.step().step == ClaimStep::release);
 }
 
 TEST_CASE("Git removing or retargeting a claimed, running node holds it and says so")
