@@ -355,7 +355,8 @@ choose_node(const MachineRequest& request, const std::vector<PoolNode>& nodes, c
             by_name.emplace(node->name, node);
         }
         for (const auto& [node_name, rec] : claims.records()) {
-            if (request.cluster.empty() || rec.cluster != request.cluster) {
+            // A node being released is leaving the cluster: it does not count.
+            if (request.cluster.empty() || rec.cluster != request.cluster || rec.phase == ClaimPhase::releasing) {
                 continue;
             }
             auto it = by_name.find(node_name);

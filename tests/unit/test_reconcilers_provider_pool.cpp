@@ -338,6 +338,19 @@ TEST_CASE("choose: only the same cluster's claims count for spreading")
     auto r = choose_node(request("m2", "c1", pool_selector("w")), nodes, claims);
     REQUIRE(r->node);
     CHECK(*r->node == "a-03");  // rack1 is full of another cluster, but holds none of c1
+
+}
+
+TEST_CASE("choose: a node the cluster is releasing does not count for spreading")
+{
+    std::vector<PoolNode> nodes = {pool_node("a-01", "w", "rack1"), pool_node("a-02", "w", "rack1"),
+                                   pool_node("b-01", "w", "rack2"), pool_node("b-02", "w", "rack2")};
+    ClaimTable claims;
+    REQUIRE(claims.put(record("a-01", "m1", "c1")));
+    REQUIRE(claims.put(record("b-01", "m0", "c1", ClaimPhase::releasing)));
+    auto r = choose_node(request("m2", "c1", pool_selector("w")), nodes, claims);
+    REQUIRE(r->node);
+    CHECK(*r->node == "b-02");  // rack1 keeps one of c1's machines, rack2 none that stays
 }
 
 TEST_CASE("choose: a node already this machine's is chosen again")
