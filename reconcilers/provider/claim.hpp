@@ -131,7 +131,10 @@ struct BootstrapData {
 
 // metalsync://<instance>/<node-name>: unique per metalsync instance and node,
 // stable across redeploys of the same node; the kubelet gets it through the
-// config drive's meta_data `providerid` (as CAPM3's metadata does).
+// config drive's meta_data `providerid` (bare metal has no cloud provider to
+// set the Node's spec.providerID). CAPM3 uses metal3://<namespace>/<host>/<machine>
+// (baremetal/metal3machine_manager.go, SetDefaultProviderID); metalsync's nodes
+// have no namespace, and the instance keeps two metalsyncs' nodes apart.
 [[nodiscard]] std::string provider_id(const std::string& instance, const std::string& node);
 
 struct ClaimInputs {

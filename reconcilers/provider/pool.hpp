@@ -192,7 +192,11 @@ struct ChoiceResult {
     std::string message;
 };
 
-// Chooses a free node for the machine, deterministically: with a failure
+// Chooses a free node for the machine, deterministically. CAPM3's chooseHost
+// (metal3-io/cluster-api-provider-metal3 baremetal/metal3machine_manager.go)
+// filters the same way (selector, no consumerRef, not paused or in error,
+// state available/ready) but picks at random; here the same inputs give the
+// same node, so `metalsync plan` can say which node a machine will get. With a failure
 // domain, only nodes in it; without, the failure domain where the fewest nodes
 // are claimed by machines of the same cluster (ties by domain name, nodes
 // without a domain counting as the domain ""), then the first node by name. A
