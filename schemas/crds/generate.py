@@ -138,10 +138,14 @@ HOST_SELECTOR = obj(
 IMAGE = obj(
     "image: the operating system image Ironic writes to the node's disk.",
     {
-        "url": string("http(s):// or file:// URL of the image Ironic downloads.", minLength=1),
+        # The patterns of a Node's spec.image in schemas/node.schema.json, so one
+        # image is valid in both places (the C++ side: validate_machine_spec).
+        "url": string("http://, https:// or file:// URL of the image Ironic downloads.",
+                      pattern=r"^(https?|file)://[^\s]+$"),
         "checksum": string(
-            "sha256:<hex>, sha512:<hex> or md5:<hex>, or an http(s) URL of a checksum file "
-            "(as a Node's spec.image.checksum in Git).", minLength=1),
+            "md5:<32 hex>, sha256:<64 hex>, sha512:<128 hex> (lower-case hex), or an http(s) URL of a "
+            "checksum file (as a Node's spec.image.checksum in Git).",
+            pattern=r"^(md5:[0-9a-f]{32}|sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}|https?://[^\s]+)$"),
         "diskFormat": string(
             "Format of the image (Ironic's image_disk_format); when absent Ironic detects it.",
             enum=["raw", "qcow2", "vdi", "vmdk", "live-iso"]),
@@ -464,6 +468,8 @@ EXAMPLES = {
         [
             ("spec.hostSelector.matchExpressions[0].operator", "in"),
             ("spec.image", {"url": "http://x"}),
+            ("spec.image.url", "ftp://images.example/x.raw"),
+            ("spec.image.checksum", "sha256:ABC"),
             ("spec.automatedCleaning", "no"),
             ("status.conditions[0].status", "Maybe"),
             ("status.addresses[0].type", "PublicIP"),
