@@ -50,7 +50,7 @@ public:
     void parse(const YAML::Node& root, DaemonConfig& cfg)
     {
         if (!m_reader.mapping(root, "", {"instance", "stateDir", "socket", "socketGroup", "credentialsDir", "git",
-                                         "ironic", "kubernetes", "limits", "log", "metrics"})) {
+                                         "ironic", "kubernetes", "provider", "limits", "log", "metrics"})) {
             if (!root.IsMap()) return;
         }
         if (auto v = root["instance"]) {
@@ -95,6 +95,11 @@ public:
                 str(k["namespace"], "kubernetes.namespace", cfg.kubernetes.namespace_);
                 duration(k["resyncInterval"], "kubernetes.resyncInterval", cfg.kubernetes.resync_interval);
                 duration(k["timeout"], "kubernetes.timeout", cfg.kubernetes.timeout);
+            }
+        }
+        if (auto p = root["provider"]) {
+            if (m_reader.mapping(p, "provider", {"enabled"})) {
+                flag(p["enabled"], "provider.enabled", cfg.provider.enabled);
             }
         }
         if (auto l = root["limits"]) {

@@ -34,6 +34,14 @@ struct KubernetesSettings {
     std::chrono::milliseconds timeout{30000};          // per request
 };
 
+// metalsync as the Cluster API infrastructure provider of its own fleet.
+struct ProviderSettings {
+    // Install (and upgrade) the provider's CRDs (MetalsyncCluster,
+    // MetalsyncMachine, MetalsyncMachineTemplate) with server-side apply, as
+    // `clusterctl init` would. Needs kubernetes.kubeconfig.
+    bool enabled = false;
+};
+
 struct DaemonLimits {
     double ironic_qps = 10;
     int max_provisioning = 20;
@@ -56,6 +64,7 @@ struct DaemonConfig {
     std::chrono::milliseconds retry_interval{10000};
     IronicSettings ironic;
     KubernetesSettings kubernetes;
+    ProviderSettings provider;
     DaemonLimits limits;
     std::string log_level = "info";
     std::string log_format = "text";

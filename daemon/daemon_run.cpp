@@ -54,6 +54,7 @@ KubeWorkerSettings kube_settings(const DaemonConfig& cfg)
     s.qps = cfg.limits.kubernetes_qps;
     s.resync = cfg.kubernetes.resync_interval;
     s.timeout = cfg.kubernetes.timeout;
+    s.install_provider = cfg.provider.enabled;
     return s;
 }
 

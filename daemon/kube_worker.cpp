@@ -6,7 +6,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include "daemon/provider_crds.hpp"
 #include "reconcilers/kubernetes/cluster_reader.hpp"
+#include "sources/document_parser.hpp"
+#include "sources/revision_loader.hpp"
 #include "reconcilers/kubernetes/cluster_status.hpp"
 
 namespace metalsync {
@@ -63,10 +66,33 @@ std::string summary_line(const json& summary)
 
 } // namespace
 
+static std::vector<KubeObject> provider_crd_objects()
+{
+    std::vector<std::shared_ptr<const ParsedFile>> files;
+    for (const auto& file : provider_crd_files()) {
+        files.push_back(std::make_shared<const ParsedFile>(parse_file(std::string(file.path), file.content)));
+    }
+    auto state = assemble_revision(files);
+    if (!state) {
+        // The build checks these files (schemas/crds/generate.py --check); a
+        // broken one is a build defect, reported rather than half-installed.
+        spdlog::error("provider: the built-in CRDs do not load: {}", state.error().empty() ? std::string("?")
+                                                                                             : state.error().front().to_string());
+        return {};
+    }
+    for (auto& crd : state->kube_objects) {
+        // Deleting a CRD deletes every object of its kind: never pruned, also
+        // when the provider is disabled later.
+        crd.body["metadata"]["annotations"][k_kube_prune_annotation] = "disabled";
+    }
+    return std::move(state->kube_objects);
+}
+
 KubeWorker::KubeWorker(KubeWorkerSettings settings, std::vector<ObjectRef> inventory, EventSink events,
                        InventorySink save)
     : m_settings(std::move(settings)),
       m_inventory(std::move(inventory)),
+      m_provider_crds(provider_crd_objects()),
       m_events(std::move(events)),
       m_save(std::move(save))
 {
@@ -274,14 +300,25 @@ void KubeWorker::run_pass()
         return;
     }
 
+    // Git's objects, and the provider's CRDs when the provider is enabled
+    // (unless Git carries them itself: then Git's copy is the one applied).
+    std::vector<KubeObject> objects;
+    if (settings.install_provider) {
+        for (const auto& crd : m_provider_crds) {
+            const bool in_git = std::any_of(desired->kube_objects.begin(), desired->kube_objects.end(),
+                                            [&](const KubeObject& o) { return o.kind == crd.kind && o.name == crd.name; });
+            if (!in_git) objects.push_back(crd);
+        }
+    }
+    objects.insert(objects.end(), desired->kube_objects.begin(), desired->kube_objects.end());
     KubeObservation seen = m_observer.observe(
-        client, KubeObserveInput{desired->kube_objects, inventory, revision, settings.instance, settings.default_namespace});
+        client, KubeObserveInput{objects, inventory, revision, settings.instance, settings.default_namespace});
     if (seen.fatal) {
         next.error = seen.fatal->describe();
         publish(false);
         return;
     }
-    KubePlanInput input{desired->kube_objects,
+    KubePlanInput input{objects,
                         revision,
                         settings.instance,
                         settings.default_namespace,
@@ -424,15 +461,15 @@ void KubeWorker::run_pass()
     ClusterReader reader(client);
     for (const auto& ref : cluster_refs) {
         std::string read_error;
-        auto objects = reader.read(ref, read_error);
-        if (!objects) {
+        auto cluster_objects = reader.read(ref, read_error);
+        if (!cluster_objects) {
             if (!read_error.empty()) {
                 clusters_settled = false;
                 spdlog::debug("kubernetes: status of Cluster {}: {}", object_name(ref), read_error);
             }
             continue;
         }
-        json tree = cluster_tree(*objects);
+        json tree = cluster_tree(*cluster_objects);
         clusters_settled = clusters_settled && cluster_settled(tree);
         const std::string line = summary_line(cluster_summary(tree));
         const std::string key = "cluster|" + line;

@@ -43,6 +43,7 @@ struct KubeWorkerSettings {
     std::chrono::milliseconds resync{30000};    // a pass when nothing moves
     std::chrono::milliseconds progress{2000};   // a pass while something is applying, deleting or rolling out
     std::chrono::milliseconds timeout{30000};   // per request
+    bool install_provider = false;              // apply the provider's CRDs (provider_crds.hpp) with Git's objects
 };
 
 struct KubeSnapshot {
@@ -114,7 +115,8 @@ private:
     std::map<ObjectRef, std::string> m_last_reported;  // last state/message reported per object, for events
     std::map<ObjectRef, std::string> m_cluster_lines;  // last status line reported per Cluster
     std::map<ObjectRef, std::string> m_last_warnings;  // last Warning texts reported per object
-    KubeObserver m_observer;                           // dry-run answers known in sync, discovery misses
+    KubeObserver m_observer;                        // dry-run answers known in sync, discovery misses
+    const std::vector<KubeObject> m_provider_crds;  // parsed once from the built-in schemas/crds
     std::string m_last_error_reported;
     bool m_settled = false;
 

@@ -41,7 +41,7 @@ struct WorkerRig {
     std::map<std::string, int> applies;  // by outcome, as the metric counts them
     std::unique_ptr<KubeWorker> worker;
 
-    explicit WorkerRig(FakeApiServer& s) : server(s)
+    explicit WorkerRig(FakeApiServer& s, bool install_provider = false) : server(s)
     {
         const auto kubeconfig = dir.path() / "kubeconfig";
         write_file(kubeconfig, "apiVersion: v1\nkind: Config\nclusters:\n- name: m\n  cluster: {server: \"" + s.url() +
@@ -51,6 +51,7 @@ struct WorkerRig {
         settings.kubeconfig = kubeconfig;
         settings.instance = "lab";
         settings.qps = 0;
+        settings.install_provider = install_provider;
         worker = std::make_unique<KubeWorker>(
             settings, std::vector<ObjectRef>{},
             [this](const Event& e) {
@@ -496,5 +497,66 @@ spec:
         auto s = rig.pass();
         CHECK(real_writes(server).empty());
         CHECK(verdict(s, "CustomResourceDefinition", "gizmos.example.com")->state == KubeObjectState::in_sync);
+    }
+}
+
+TEST_SUITE("daemon")
+{
+    TEST_CASE("kube worker: with the provider enabled, its CRDs are installed and its kinds applied, never pruned")
+    {
+        FakeApiServer server;
+        REQUIRE_MESSAGE(server.error().empty(), server.error());
+        WorkerRig rig(server, true);
+        rig.worker->set_desired(desired_from(R"(apiVersion: infrastructure.cluster.x-k8s.io/v1alpha1
+kind: MetalsyncCluster
+metadata: {name: lab, namespace: default}
+spec:
+  controlPlaneEndpoint: {host: 203.0.113.10, port: 6443}
+)"),
+                               "Ada");
+        auto s = rig.pass();
+        REQUIRE_MESSAGE(s.error.empty(), s.error);
+        int crds = 0;
+        for (const auto& w : real_writes(server)) {
+            if (w["path"].get<std::string>().find("/customresourcedefinitions/metalsync") != std::string::npos) ++crds;
+        }
+        CHECK(crds == 3);
+        for (const char* name : {"metalsyncclusters.infrastructure.cluster.x-k8s.io",
+                                 "metalsyncmachines.infrastructure.cluster.x-k8s.io",
+                                 "metalsyncmachinetemplates.infrastructure.cluster.x-k8s.io"}) {
+            const KubeVerdict* v = verdict(s, "CustomResourceDefinition", name);
+            REQUIRE_MESSAGE(v != nullptr, name);
+            CHECK(v->source.starts_with("schemas/crds/"));
+        }
+        bool applied = false;
+        for (int pass = 0; pass < 10 && !applied; ++pass) {
+            s = rig.pass();
+            applied = verdict(s, "MetalsyncCluster", "lab")->state == KubeObjectState::in_sync;
+            if (!applied) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        }
+        CHECK_MESSAGE(applied, verdict(s, "MetalsyncCluster", "lab")->message);
+        server.reset_requests();
+        s = rig.pass();
+        CHECK(real_writes(server).empty());
+
+        SUBCASE("the provider's CRDs are kept when it is disabled and prune is on")
+        {
+            KubeWorkerSettings off;
+            off.kubeconfig = rig.dir.path() / "kubeconfig";
+            off.instance = "lab";
+            off.qps = 0;
+            rig.worker->set_settings(off);
+            rig.worker->set_desired(desired_from("apiVersion: metalsync.dev/v1alpha1\nkind: Policy\nmetadata: {name: p}\nspec: {prune: true}\n", "r2"),
+                                    "Ada");
+            server.reset_requests();
+            s = rig.pass();
+            for (const auto& w : real_writes(server)) {
+                CHECK_MESSAGE(w["path"].get<std::string>().find("customresourcedefinitions") == std::string::npos,
+                              w["method"].get<std::string>(), " ", w["path"].get<std::string>());
+            }
+            const KubeVerdict* kept = verdict(s, "CustomResourceDefinition", "metalsyncmachines.infrastructure.cluster.x-k8s.io");
+            REQUIRE(kept != nullptr);
+            CHECK(kept->state == KubeObjectState::kept);
+        }
     }
 }
