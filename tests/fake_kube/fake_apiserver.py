@@ -572,9 +572,44 @@ def parse_quantity(v):
     return value, fmt
 
 
+def _kept_quantity_text(text):
+    """ParseQuantity's fast path keeps the string as written when it is already canonical enough
+    (MarshalJSON then returns it): int64 values, decimal scale a multiple of 3 with no trailing 000
+    and no leading 0; binary values not a multiple of 8."""
+    m = re.fullmatch(r"[+-]?0*([0-9]*)(?:\.([0-9]*))?(.*)", text)
+    if not m:
+        return None
+    num, denom, suf = m.group(1) or "0", m.group(2) or "", m.group(3)
+    if suf in _BIN_SUFFIX:
+        exp = _BIN_SUFFIX[suf]
+        if denom or 15 - len(num) - int(exp * 3 / 10) - 1 < 0 or int(num) << exp >= 2 ** 63:
+            return None
+        return text if int(num) & 7 else None
+    if suf in _DEC_SUFFIX:
+        scale = _DEC_SUFFIX[suf]
+    elif re.fullmatch(r"[eE][-+]?[0-9]+", suf):
+        scale = int(suf[1:])
+    else:
+        return None
+    if 18 - len(num) - len(denom) < 0:
+        return None
+    scale -= len(denom)
+    shifted = num + denom
+    if scale < -9 or scale % 3 or shifted.endswith("000") or shifted[0] == "0":
+        return None
+    return text
+
+
 def canonical_quantity(v):
-    """Quantity.String(): the canonical form the API server stores and returns."""
+    """The form the API server stores and returns: Quantity.MarshalJSON, i.e. the string as written when
+    ParseQuantity kept it, else Quantity.String() (CanonicalizeBytes)."""
     value, fmt = parse_quantity(v)
+    text = v if isinstance(v, str) else (str(v) if isinstance(v, int) else repr(v))
+    if text == "0":
+        return "0"
+    kept = _kept_quantity_text(text)
+    if kept is not None:
+        return kept
     if value == 0:
         return "0"
     if fmt == "BinarySI" and (-1024 < value < 1024 or value.denominator != 1):
