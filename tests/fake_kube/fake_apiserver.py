@@ -13,12 +13,15 @@ Usage:
   python3 fake_apiserver.py --listen 127.0.0.1:0 [--port-file FILE]
       [--crds FILE_OR_DIR]... [--tls-cert PEM --tls-key PEM] [--client-ca PEM]
       [--token TOKEN] [--crd-establish-delay SECONDS] [--request-log FILE]
+      [--discovery-lag SECONDS] [--conversion-fail GROUP/KIND]...
 
 Test-only endpoints (never authenticated): GET /_fake/requests,
 POST /_fake/reset-requests, GET /_fake/objects; and fault injection:
 POST /_fake/inject {"method": "PATCH", "path": "/apis/...", "code": 429|500|503|504,
 "retryAfterSeconds": 1, "delaySeconds": 2.5, "count": 1 (-1: until reset)}, where
-"path" is a prefix, code 0 only delays; POST /_fake/reset-injections.
+"path" is a prefix, code 0 only delays; "verb": "list" matches one Kubernetes verb only;
+code 403 answers the authorizer's Forbidden for "user"; {"conversionFail": "GROUP/KIND"}
+fails that kind's conversion webhook; POST /_fake/reset-injections. README.md has it all.
 """
 
 import argparse
@@ -400,6 +403,24 @@ def json_type(v):
     if isinstance(v, list):
         return "array"
     return "null"
+
+
+def apply_defaults(x, s):
+    """structuraldefaulting.Default: a missing property (or a null one that is not nullable) gets a deep
+    copy of the schema's default, recursively through properties, additionalProperties and items."""
+    if s is None:
+        return
+    if isinstance(x, dict):
+        for k, ps in (s.get("properties") or {}).items():
+            if isinstance(ps, dict) and "default" in ps and (k not in x or (x[k] is None and not ps.get("nullable"))):
+                x[k] = copy.deepcopy(ps["default"])
+        for k, v in x.items():
+            cs, known = s_prop(s, k)
+            if known and cs is not None:
+                apply_defaults(v, cs)
+    elif isinstance(x, list):
+        for v in x:
+            apply_defaults(v, s_items(s))
 
 
 def prune(x, s, path, out, root=False):
@@ -1097,6 +1118,8 @@ class Store:
         """obj (as stored) converted to `version` for an answer."""
         out = self.convert(res, obj, version)
         out["kind"] = res.kind
+        if not res.builtin:
+            apply_defaults(out, self.schema(res, version))  # reads are defaulted too
         return dict([("apiVersion", out.pop("apiVersion")), ("kind", out.pop("kind"))] + list(out.items()))
 
     # --- conversion (apiextensions-apiserver/pkg/apiserver/conversion) -------
@@ -1164,7 +1187,9 @@ class Store:
         if isinstance(obj.get("metadata"), dict):
             prune(obj["metadata"], OBJECT_META_SCHEMA, "metadata", unknown)
         body = []
-        prune(obj, self.schema(res, version), "", body, root=True)
+        schema = self.schema(res, version)
+        prune(obj, schema, "", body, root=True)
+        apply_defaults(obj, schema)  # the CR decoder's unstructuredDefaulter
         unknown += sorted(body)
         if field_validation == "Warn":
             for p in unknown:
@@ -1599,6 +1624,7 @@ class Store:
                 body = copy.deepcopy(applied)
                 body.setdefault("metadata", {})["name"] = name
                 body["metadata"].pop("managedFields", None)
+                apply_defaults(body, schema)
                 me.update({"apiVersion": res.api_version(version), "time": now_rfc3339(),
                            "fieldsType": "FieldsV1", "fieldsV1": set_to_fieldsv1(aset)})
                 return self._create(res, version, ns, body, manager, dry_run=dry_run, managed=[me]), True
@@ -1637,6 +1663,7 @@ class Store:
                         q = q[:-1]
                     else:
                         break
+            apply_defaults(new, schema)  # structuredmerge.go Apply: objectDefaulter.Default after the merge
             new = self.apply_subresource_rules(res, old, new, subresource)
             self.prepare(res, new, old)
             # Conflicts: fields whose value this apply changes and that another manager owns.

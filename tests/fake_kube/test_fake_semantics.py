@@ -70,6 +70,7 @@ def widget_schema(count_field):
         "spec": {"type": "object", "properties": {
             count_field: {"type": "integer"},
             "mode": {"type": "string"},
+            "priority": {"type": "integer", "default": 5},
             "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
                       "items": {"type": "object", "properties": {"name": {"type": "string"},
                                                                  "port": {"type": "integer"}}}},
@@ -294,6 +295,18 @@ def run(c):
           code == 422 and body.get("reason") == "Invalid" and body.get("message") ==
           'Widget.%s "w6" is invalid: spec.replicas: Invalid value: "string": spec.replicas in body must be of '
           'type integer: "string"' % GROUP and body["details"]["causes"][0]["field"] == "spec.replicas", body)
+
+    # --- schema defaults ----------------------------------------------------------------------
+    code, body, _ = c.req("POST", base1, widget("v1", "d1", {"replicas": 1}))
+    fields = [e for e in body["metadata"]["managedFields"] if e["manager"] == "Python-urllib"]
+    check("create: the schema's default is applied and owned by the creator (decoded before the field manager)",
+          code == 201 and body["spec"].get("priority") == 5 and fields
+          and "f:priority" in fields[0]["fieldsV1"]["f:spec"], body)
+    code, body, _ = c.apply(base1 + "/d2", widget("v1", "d2", {"replicas": 1}), "metalsync")
+    code, body, _ = c.apply(base1 + "/d2", widget("v1", "d2", {"replicas": 2}), "metalsync")
+    mine = [e for e in body["metadata"]["managedFields"] if e["manager"] == "metalsync"][0]["fieldsV1"]
+    check("apply: defaulted after the merge, not owned by the applier",
+          body["spec"].get("priority") == 5 and "f:priority" not in mine["f:spec"], body)
 
     # --- admission: webhooks.default warnings, webhooks.validate refusals -----------------
     code, body, warns = c.req("POST", base1, widget("v1", "w7", {"replicas": 2}))
