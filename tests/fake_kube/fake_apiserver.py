@@ -2766,6 +2766,14 @@ class Handler(BaseHTTPRequestHandler):
         # fieldValidation absent means Warn (handlers' fieldValidation(): the default since 1.27).
         fv = q("fieldValidation") or "Warn"
         method = self.command
+        if method in ("POST", "PUT", "PATCH") and fv not in ("Ignore", "Warn", "Strict"):
+            # ValidateCreateOptions/UpdateOptions/PatchOptions: ValidateFieldValidation
+            opts = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions"}[method]
+            m = 'Unsupported value: "%s": supported values: "", "Ignore", "Strict", "Warn"' % fv
+            raise ApiError(422, "Invalid", '%s.meta.k8s.io "" is invalid: fieldValidation: %s' % (opts, m),
+                           {"group": "meta.k8s.io", "kind": opts,
+                            "causes": [{"reason": "FieldValueNotSupported", "message": m,
+                                        "field": "fieldValidation"}]})
         if name is None:
             if method == "GET":
                 if q("watch") in ("true", "1"):

@@ -261,6 +261,10 @@ def run(c):
           'unknown field "metadata.bogusMeta", unknown field "spec.bogus"', body)
     code, body, _ = c.req("GET", base1 + "/w4")
     check("... and nothing was stored", code == 404, code)
+    code, body, _ = c.req("POST", base1 + "?fieldValidation=Loose", w)
+    check("an unknown fieldValidation value: 422 from ValidateCreateOptions",
+          code == 422 and body.get("message") == 'CreateOptions.meta.k8s.io "" is invalid: fieldValidation: '
+          'Unsupported value: "Loose": supported values: "", "Ignore", "Strict", "Warn"', body)
     code, cur, _ = c.req("GET", base1 + "/w2")
     cur["spec"]["bogus"] = 2
     code, body, _ = c.req("PUT", base1 + "/w2?fieldValidation=Strict", cur)
