@@ -1124,8 +1124,17 @@ class Store:
 
     # --- conversion (apiextensions-apiserver/pkg/apiserver/conversion) -------
     def convert(self, res, obj, version):
-        """A copy of obj at `version`. Strategy None only rewrites apiVersion; Webhook calls
-        webhooks.convert (in-process), and fails as the real webhook converter words it."""
+        """A copy of obj at `version`, pruned to that version's schema as crd_handler.go's
+        schemaCoercingConverter does after every conversion (so a field only one version declares is lost
+        going through the other)."""
+        out = self._convert(res, obj, version)
+        if not res.builtin:
+            prune(out, self.schema(res, version), "", [], root=True)
+        return out
+
+    def _convert(self, res, obj, version):
+        """Strategy None only rewrites apiVersion; Webhook calls webhooks.convert (in-process), and fails
+        as the real webhook converter words it."""
         target = res.api_version(version)
         out = copy.deepcopy(obj)
         if obj.get("apiVersion") == target or res.builtin:
