@@ -458,9 +458,9 @@ def smd_errors(x, s, path, errs):
     if x is None or s is None:
         return
     t = s.get("type")
-    if s.get("x-kubernetes-int-or-string"):
-        if not isinstance(x, (str, int)) or isinstance(x, bool):
-            errs.append((path, "expected numeric (int or float), got %s" % go_type(x)))
+    if s.get("x-kubernetes-int-or-string"):  # an untyped scalar to structured-merge-diff
+        if isinstance(x, (dict, list)):
+            errs.append((path, "expected any scalar, got &{%s}" % json.dumps(x)))
         return
     if isinstance(x, dict) and t in (None, "object"):
         for k in sorted(x):
