@@ -1210,10 +1210,11 @@ class Store:
         return "strict decoding error: " + ", ".join('unknown field "%s"' % p for p in unknown)
 
     # --- admission ----------------------------------------------------------
-    def admit(self, res, obj, old):
+    def admit(self, res, obj, old, subresource=""):
         """The admission chain after the field manager: mutating (webhooks.default, warnings), the
-        schema's type checks, validating (webhooks.validate). obj is at the storage version."""
-        hooks = WEBHOOKS is not None and not res.builtin and \
+        schema's type checks, validating (webhooks.validate). obj is at the storage version. Writes to
+        /status skip the webhooks: a provider's webhook configurations name the main resource only."""
+        hooks = WEBHOOKS is not None and not res.builtin and subresource != "status" and \
             getattr(WEBHOOKS, "handles", lambda g, k: False)(res.group, res.kind)
         if hooks and hasattr(WEBHOOKS, "default"):
             for w in WEBHOOKS.default(obj, self.crd_for) or []:
@@ -1488,10 +1489,10 @@ class Store:
                 raise self.strict_create_error(res, version, body, unknown)
             return self._create(res, version, ns, body, manager, dry_run=dry_run)
 
-    def commit(self, res, old_s, new, dry_run):
+    def commit(self, res, old_s, new, dry_run, subresource=""):
         """new (at the request version) to the storage version, admission, then stored."""
         new_s = self.convert(res, new, res.storage_version)
-        self.admit(res, new_s, old_s)
+        self.admit(res, new_s, old_s, subresource)
         stored, _ = self.finish_update(res, old_s, new_s, dry_run)
         return stored
 
@@ -1527,7 +1528,7 @@ class Store:
             new = self.apply_subresource_rules(res, old, body, subresource)
             self.prepare(res, new, old)
             self.record_update(res, version, old, new, manager, subresource)
-            return self.commit(res, old_s, new, dry_run)
+            return self.commit(res, old_s, new, dry_run, subresource)
 
     def apply_subresource_rules(self, res, old, body, subresource):
         """What part of `body` a write may change: only .status through /status; not .status otherwise."""
@@ -1707,7 +1708,7 @@ class Store:
             if aset:
                 out.insert(pos[0] if pos else len(out), mine_entry)
             new["metadata"]["managedFields"] = out
-            return self.commit(res, old_s, new, dry_run), False
+            return self.commit(res, old_s, new, dry_run, subresource), False
 
     def _merge(self, live, applied, path, schema):
         """Merge an applied configuration into the live object as the schema says: granular maps per key,

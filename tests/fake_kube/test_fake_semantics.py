@@ -59,6 +59,8 @@ def default(obj, crd_for):
 
 
 def validate(obj, old, crd_for):
+    if (obj.get("status") or {}).get("phase") == "Bad":
+        return [("status.phase", "FieldValueInvalid", 'Invalid value: "Bad": refused by the validating webhook')]
     if (obj.get("spec") or {}).get("replicas", 0) < 0:
         return [("spec.replicas", "FieldValueInvalid", "Invalid value: %d: must be >= 0" % obj["spec"]["replicas"])]
     return []
@@ -348,6 +350,10 @@ def run(c):
     check("mutating admission defaults (at the storage version) and its warning goes out as a header",
           code == 201 and body["spec"].get("mode") == "auto" and
           warns == ['299 - "spec.mode defaulted to \\"auto\\""'], (body, warns))
+    code, body, _ = c.req("PATCH", base1 + "/w7/status", {"status": {"phase": "Bad"}},
+                          "application/merge-patch+json")
+    check("a /status write skips the webhooks (their configurations name the main resource)",
+          code == 200 and body["status"] == {"phase": "Bad"}, body)
     code, body, _ = c.apply(base1 + "/w8", widget("v1", "w8", {"replicas": -1}), "metalsync")
     check("validating admission refuses with 422 Invalid",
           code == 422 and body.get("message") == 'Widget.%s "w8" is invalid: spec.replicas: Invalid value: -1: '
