@@ -13,12 +13,15 @@ Usage:
   python3 fake_apiserver.py --listen 127.0.0.1:0 [--port-file FILE]
       [--crds FILE_OR_DIR]... [--tls-cert PEM --tls-key PEM] [--client-ca PEM]
       [--token TOKEN] [--crd-establish-delay SECONDS] [--request-log FILE]
+      [--discovery-lag SECONDS] [--conversion-fail GROUP/KIND]...
 
 Test-only endpoints (never authenticated): GET /_fake/requests,
 POST /_fake/reset-requests, GET /_fake/objects; and fault injection:
 POST /_fake/inject {"method": "PATCH", "path": "/apis/...", "code": 429|500|503|504,
 "retryAfterSeconds": 1, "delaySeconds": 2.5, "count": 1 (-1: until reset)}, where
-"path" is a prefix, code 0 only delays; POST /_fake/reset-injections.
+"path" is a prefix, code 0 only delays; "verb": "list" matches one Kubernetes verb only;
+code 403 answers the authorizer's Forbidden for "user"; {"conversionFail": "GROUP/KIND"}
+fails that kind's conversion webhook; POST /_fake/reset-injections. README.md has it all.
 """
 
 import argparse
@@ -48,6 +51,16 @@ SERVER_VERSION = {
 }
 
 MISSING = object()
+
+# webhooks.py beside this file (conversion, defaulting and validating webhooks of the providers), imported
+# by main(); without it a CRD's conversion strategy Webhook behaves like None and nothing is admitted.
+WEBHOOKS = None
+
+
+def go_json(v):
+    """encoding/json.Marshal of unstructured content: sorted keys, compact, HTML characters escaped."""
+    return json.dumps(v, separators=(",", ":"), sort_keys=True, ensure_ascii=False) \
+        .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 # --------------------------------------------------------------------------
@@ -134,8 +147,10 @@ class ApiError(Exception):
         self.code, self.reason, self.message, self.details = code, reason, message, details
 
     def status(self):
-        s = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-             "message": self.message, "reason": self.reason, "code": self.code}
+        s = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": self.message}
+        if self.reason:  # StatusReasonUnknown ("") is omitted, as errors that are not a Status get it
+            s["reason"] = self.reason
+        s["code"] = self.code
         if self.details is not None:
             s["details"] = self.details
         return s
@@ -217,6 +232,7 @@ class Resource:
         self.printer_columns = printer_columns  # None: Name, Age
         self.storage_version = storage_version or self.versions[0]
         self.verbs = verbs or ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+        self.discoverable_at = {}  # version -> time it shows in discovery (absent: at once)
 
     def api_version(self, version):
         return version if not self.group else "%s/%s" % (self.group, version)
@@ -231,6 +247,8 @@ BUILTINS = [
              categories=["all"], builtin=True, uses_generation=False),
     Resource("", ["v1"], "configmaps", "configmap", "ConfigMap", True, short_names=["cm"], builtin=True,
              uses_generation=False),
+    Resource("", ["v1"], "resourcequotas", "resourcequota", "ResourceQuota", True, has_status=True,
+             short_names=["quota"], builtin=True, uses_generation=False),
     Resource("apiextensions.k8s.io", ["v1"], "customresourcedefinitions", "customresourcedefinition",
              "CustomResourceDefinition", False, has_status=True, short_names=["crd", "crds"], builtin=True,
              categories=["api-extensions"]),
@@ -238,13 +256,427 @@ BUILTINS = [
 
 
 # --------------------------------------------------------------------------
+# Schemas. Every kind has a structural schema (OpenAPI v3, as in a CRD's
+# openAPIV3Schema): a CRD version's own, or the ones below for the built-in
+# kinds. metadata is always ObjectMeta (apiextensions-apiserver prunes and
+# coerces it to ObjectMeta whatever the CRD says). None stands for an untyped
+# node (under x-kubernetes-preserve-unknown-fields): anything goes, maps are
+# granular and lists atomic, as structured-merge-diff's "deduced" type.
+
+STR = {"type": "string"}
+INT = {"type": "integer", "format": "int64"}
+STR_MAP = {"type": "object", "additionalProperties": STR}
+OBJECT_META_SCHEMA = {"type": "object", "properties": {
+    "name": STR, "generateName": STR, "namespace": STR, "selfLink": STR, "uid": STR, "resourceVersion": STR,
+    "generation": INT, "creationTimestamp": dict(STR, nullable=True), "deletionTimestamp": dict(STR, nullable=True),
+    "deletionGracePeriodSeconds": INT, "labels": STR_MAP, "annotations": STR_MAP,
+    "ownerReferences": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["uid"],
+                        "items": {"type": "object", "properties": {
+                            "apiVersion": STR, "kind": STR, "name": STR, "uid": STR,
+                            "controller": {"type": "boolean"}, "blockOwnerDeletion": {"type": "boolean"}}}},
+    "finalizers": {"type": "array", "x-kubernetes-list-type": "set", "items": STR},
+    "managedFields": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+}}
+QUANTITY = {"x-kubernetes-int-or-string": True}
+QUANTITY_MAP = {"type": "object", "additionalProperties": QUANTITY}
+PRESERVE = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+# The built-in kinds' list types follow k8s.io/api's OpenAPI (+listType/+listMapKey markers).
+BUILTIN_SCHEMAS = {
+    "namespaces": {"type": "object", "properties": {
+        "spec": {"type": "object", "properties": {"finalizers": {"type": "array", "items": STR}}},
+        "status": PRESERVE}},
+    "secrets": {"type": "object", "properties": {
+        "data": STR_MAP, "stringData": STR_MAP, "type": STR, "immutable": {"type": "boolean"}}},
+    "configmaps": {"type": "object", "properties": {
+        "data": STR_MAP, "binaryData": STR_MAP, "immutable": {"type": "boolean"}}},
+    "services": {"type": "object", "properties": {
+        "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True, "properties": {
+            "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                      "x-kubernetes-list-map-keys": ["port", "protocol"],
+                      "items": {"type": "object", "properties": {
+                          "name": STR, "protocol": dict(STR, default="TCP"), "appProtocol": STR,
+                          "port": {"type": "integer", "format": "int32"},
+                          "targetPort": {"x-kubernetes-int-or-string": True},
+                          "nodePort": {"type": "integer", "format": "int32"}}}},
+            "selector": dict(STR_MAP, **{"x-kubernetes-map-type": "atomic"})}},
+        "status": PRESERVE}},
+    "resourcequotas": {"type": "object", "properties": {
+        "spec": {"type": "object", "properties": {
+            "hard": QUANTITY_MAP,
+            "scopes": {"type": "array", "x-kubernetes-list-type": "atomic", "items": STR},
+            "scopeSelector": {"type": "object", "x-kubernetes-map-type": "atomic", "properties": {
+                "matchExpressions": {"type": "array", "x-kubernetes-list-type": "atomic", "items": {
+                    "type": "object", "properties": {"scopeName": STR, "operator": STR,
+                                                     "values": {"type": "array", "items": STR}}}}}}}},
+        "status": {"type": "object", "properties": {"hard": QUANTITY_MAP, "used": QUANTITY_MAP}}}},
+    "customresourcedefinitions": {"type": "object", "properties": {"spec": PRESERVE, "status": PRESERVE}},
+}
+
+
+def root_schema(base):
+    """A kind's schema with apiVersion, kind and ObjectMeta at the root."""
+    root = dict(base) if isinstance(base, dict) else dict(PRESERVE)
+    props = dict(root.get("properties") or {})
+    props.update(apiVersion=STR, kind=STR, metadata=OBJECT_META_SCHEMA)
+    root["properties"] = props
+    root.setdefault("type", "object")
+    return root
+
+
+def s_prop(s, k):
+    """(schema of key k in map schema s, whether k is allowed there). None: untyped."""
+    if s is None:
+        return None, True
+    props = s.get("properties") or {}
+    if k in props:
+        return props[k], True
+    ap = s.get("additionalProperties")
+    if isinstance(ap, dict):
+        return ap, True
+    if ap is True or s.get("x-kubernetes-preserve-unknown-fields"):
+        return None, True
+    if s.get("x-kubernetes-embedded-resource") and k in ("apiVersion", "kind", "metadata"):
+        return (OBJECT_META_SCHEMA if k == "metadata" else STR), True
+    return None, False
+
+
+def s_items(s):
+    return None if s is None else s.get("items")
+
+
+def list_type(s):
+    """x-kubernetes-list-type: atomic (the default), set or map."""
+    return (s or {}).get("x-kubernetes-list-type") or "atomic"
+
+
+def map_atomic(s):
+    return (s or {}).get("x-kubernetes-map-type") == "atomic"
+
+
+def list_keys(s):
+    return list((s or {}).get("x-kubernetes-list-map-keys") or [])
+
+
+def key_of(s, item):
+    """The key fields of a map-list item, defaulted from the item schema (structured-merge-diff does)."""
+    props = (s_items(s) or {}).get("properties") or {}
+    out = {}
+    for k in list_keys(s):
+        if k in item:
+            out[k] = item[k]
+        elif "default" in (props.get(k) or {}):
+            out[k] = props[k]["default"]
+        else:
+            out[k] = None
+    return out
+
+
+def go_type(v):
+    """%T of an unstructured value in Go."""
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int64"
+    if isinstance(v, float):
+        return "float64"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, dict):
+        return "map[string]interface {}"
+    if isinstance(v, list):
+        return "[]interface {}"
+    return "<nil>"
+
+
+def json_type(v):
+    """The OpenAPI type name kube-openapi's validator reports for a value."""
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, dict):
+        return "object"
+    if isinstance(v, list):
+        return "array"
+    return "null"
+
+
+def apply_defaults(x, s):
+    """structuraldefaulting.Default: a missing property (or a null one that is not nullable) gets a deep
+    copy of the schema's default, recursively through properties, additionalProperties and items."""
+    if s is None:
+        return
+    if isinstance(x, dict):
+        for k, ps in (s.get("properties") or {}).items():
+            if isinstance(ps, dict) and "default" in ps and (k not in x or (x[k] is None and not ps.get("nullable"))):
+                x[k] = copy.deepcopy(ps["default"])
+        for k, v in x.items():
+            cs, known = s_prop(s, k)
+            if known and cs is not None:
+                apply_defaults(v, cs)
+    elif isinstance(x, list):
+        for v in x:
+            apply_defaults(v, s_items(s))
+
+
+def prune(x, s, path, out, root=False):
+    """structuralpruning.PruneWithOptions: drop fields the schema does not declare, adding their paths
+    ("spec.a[0].b") to out; also drop nulls of non-nullable fields (PruneNonNullableNullsWithoutDefaults)."""
+    if s is None:
+        return
+    preserve = s.get("x-kubernetes-preserve-unknown-fields")
+    if isinstance(x, dict):
+        if map_atomic(s) and not s.get("properties") and not isinstance(s.get("additionalProperties"), dict):
+            return
+        for k in list(x):
+            if root and k in ("apiVersion", "kind", "metadata"):
+                continue
+            cs, known = s_prop(s, k)
+            if not known:
+                del x[k]
+                out.append(k if not path else path + "." + k)
+                continue
+            if preserve and cs is None:
+                continue
+            if x[k] is None and cs is not None and not cs.get("nullable") and "default" not in cs \
+                    and not cs.get("x-kubernetes-preserve-unknown-fields"):
+                del x[k]
+                continue
+            prune(x[k], cs, k if not path else path + "." + k, out)
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            prune(v, s_items(s), "%s[%d]" % (path, i), out)
+
+
+def smd_errors(x, s, path, errs):
+    """structured-merge-diff's typed conversion of an apply patch (typed/validate.go): fields the schema
+    does not declare, values of the wrong type, map-list items without their keys."""
+    if x is None or s is None:
+        return
+    t = s.get("type")
+    if s.get("x-kubernetes-int-or-string"):  # an untyped scalar to structured-merge-diff
+        if isinstance(x, (dict, list)):
+            errs.append((path, "expected any scalar, got &{%s}" % json.dumps(x)))
+        return
+    if isinstance(x, dict) and t in (None, "object"):
+        for k in sorted(x):
+            cs, known = s_prop(s, k)
+            if not known:
+                errs.append((path + "." + k, "field not declared in schema"))
+                break  # visitMapItems stops at the first undeclared field of a map
+            smd_errors(x[k], cs, path + "." + k, errs)
+        return
+    if isinstance(x, list) and t in (None, "array"):
+        lt, its = list_type(s), s_items(s)
+        seen = set()
+        for i, item in enumerate(x):
+            if lt == "map":
+                if not isinstance(item, dict):
+                    errs.append((path, "element %d: associative list with keys may not have non-map elements" % i))
+                    return
+                props = (its or {}).get("properties") or {}
+                for k in list_keys(s):
+                    if k not in item and "default" not in (props.get(k) or {}):
+                        errs.append((path, 'element %d: associative list with keys has an element that omits key '
+                                           'field "%s" (and doesn\'t have default value)' % (i, k)))
+                        return
+                kv = key_of(s, item)
+                pe = "[" + ",".join("%s=%s" % (k, json.dumps(kv[k])) for k in sorted(kv)) + "]"
+            elif lt == "set":
+                if isinstance(item, (dict, list)) or item is None:
+                    errs.append((path, "element %d: associative list without keys has an element that's a %s"
+                                 % (i, "map type" if isinstance(item, dict) else "list" if isinstance(item, list)
+                                    else "an explicit null")))
+                    return
+                pe = "[=%s]" % json.dumps(item)
+            else:
+                pe = "[%d]" % i
+            if lt != "atomic":
+                if pe in seen:
+                    errs.append((path, "duplicate entries for key %s" % pe))
+                seen.add(pe)
+            smd_errors(item, its, path + pe, errs)
+        return
+    if isinstance(x, dict):
+        errs.append((path, "expected %s, got &value.valueUnstructured{Value:%s}" % (t, json.dumps(x))))
+    elif isinstance(x, list):
+        errs.append((path, "expected %s, got &{%s}" % ("map" if t == "object" else t, json.dumps(x))))
+    elif t in ("integer", "number") and (isinstance(x, bool) or not isinstance(x, (int, float))):
+        errs.append((path, "expected numeric (int or float), got %s" % go_type(x)))
+    elif t == "string" and not isinstance(x, str):
+        errs.append((path, "expected string, got &value.valueUnstructured{Value:%s}" % json.dumps(x)))
+    elif t == "boolean" and not isinstance(x, bool):
+        errs.append((path, "expected boolean, got &{%s}" % json.dumps(x)))
+    elif t in ("object", "array"):
+        errs.append((path, "expected %s, got &{%s}" % ("map" if t == "object" else "list", json.dumps(x))))
+
+
+def smd_message(errs):
+    """typed.ValidationErrors.Error()."""
+    msgs = ["%s: %s" % (p, m) if p else m for p, m in errs]
+    return msgs[0] if len(msgs) == 1 else "\n".join(["errors:"] + ["  " + m for m in msgs])
+
+
+def type_errors(x, s, path, errs):
+    """The schema's type checks as apiextensions' ValidateCustomResource reports them (kube-openapi's
+    "<path> in body must be of type <type>: \"<actual>\"")."""
+    if s is None or x is None:
+        return
+    t = s.get("type")
+    got = json_type(x)
+    if s.get("x-kubernetes-int-or-string"):
+        if got not in ("integer", "string"):
+            errs.append((path, "FieldValueInvalid", 'Invalid value: "%s": %s in body must be of type '
+                         'integer,string: "%s"' % (got, path, got)))
+        return
+    if t and got != t and not (t == "number" and got == "integer"):
+        errs.append((path, "FieldValueInvalid",
+                     'Invalid value: "%s": %s in body must be of type %s: "%s"' % (got, path, t, got)))
+        return
+    if isinstance(x, dict):
+        for k in sorted(x):
+            if not path and k in ("apiVersion", "kind", "metadata"):
+                continue
+            cs, known = s_prop(s, k)
+            if known and cs is not None:
+                type_errors(x[k], cs, k if not path else path + "." + k, errs)
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            type_errors(v, s_items(s), "%s[%d]" % (path, i), errs)
+
+
+# --------------------------------------------------------------------------
+# Quantities (k8s.io/apimachinery/pkg/api/resource: ParseQuantity, Quantity.String, CanonicalizeBytes).
+
+_QTY_NUMBER = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?")
+_DEC_SUFFIX = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+_BIN_SUFFIX = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
+QUANTITY_FORMAT_ERROR = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+
+
+def parse_quantity(v):
+    """(value as a Fraction, format); raises ValueError with the real message."""
+    from fractions import Fraction
+    if isinstance(v, bool) or v is None:
+        raise ValueError(QUANTITY_FORMAT_ERROR)
+    if isinstance(v, int):
+        v = str(v)
+    elif isinstance(v, float):
+        v = repr(v)
+    m = _QTY_NUMBER.match(v)
+    if not v or not m or not (m.group(2) or m.group(3)):
+        raise ValueError(QUANTITY_FORMAT_ERROR)
+    sign, whole, frac = m.group(1), m.group(2) or "0", m.group(3) or ""
+    suffix = v[m.end():]
+    value = Fraction(int(whole + frac), 10 ** len(frac))
+    if suffix in _DEC_SUFFIX:
+        fmt, value = "DecimalSI", value * Fraction(10) ** _DEC_SUFFIX[suffix]
+    elif suffix in _BIN_SUFFIX:
+        fmt, value = "BinarySI", value * 2 ** _BIN_SUFFIX[suffix]
+    elif re.fullmatch(r"[eE][-+]?[0-9]+", suffix):
+        fmt, value = "DecimalExponent", value * Fraction(10) ** int(suffix[1:])
+    else:
+        raise ValueError("unable to parse quantity's suffix")
+    if sign == "-":
+        value = -value
+    # Precision beyond nano is rounded up (away from zero); values are capped at 2^63-1.
+    scaled = value * 10 ** 9
+    if scaled.denominator != 1:
+        n = -(-abs(scaled.numerator) // scaled.denominator)
+        value = Fraction(n if value > 0 else -n, 10 ** 9)
+    cap = Fraction(2 ** 63 - 1)
+    value = max(-cap, min(cap, value))
+    return value, fmt
+
+
+def _kept_quantity_text(text):
+    """ParseQuantity's fast path keeps the string as written when it is already canonical enough
+    (MarshalJSON then returns it): int64 values, decimal scale a multiple of 3 with no trailing 000
+    and no leading 0; binary values not a multiple of 8."""
+    m = re.fullmatch(r"[+-]?0*([0-9]*)(?:\.([0-9]*))?(.*)", text)
+    if not m:
+        return None
+    num, denom, suf = m.group(1) or "0", m.group(2) or "", m.group(3)
+    if suf in _BIN_SUFFIX:
+        exp = _BIN_SUFFIX[suf]
+        if denom or 15 - len(num) - int(exp * 3 / 10) - 1 < 0 or int(num) << exp >= 2 ** 63:
+            return None
+        return text if int(num) & 7 else None
+    if suf in _DEC_SUFFIX:
+        scale = _DEC_SUFFIX[suf]
+    elif re.fullmatch(r"[eE][-+]?[0-9]+", suf):
+        scale = int(suf[1:])
+    else:
+        return None
+    if 18 - len(num) - len(denom) < 0:
+        return None
+    scale -= len(denom)
+    shifted = num + denom
+    if scale < -9 or scale % 3 or shifted.endswith("000") or shifted[0] == "0":
+        return None
+    return text
+
+
+def canonical_quantity(v):
+    """The form the API server stores and returns: Quantity.MarshalJSON, i.e. the string as written when
+    ParseQuantity kept it, else Quantity.String() (CanonicalizeBytes)."""
+    value, fmt = parse_quantity(v)
+    text = v if isinstance(v, str) else (str(v) if isinstance(v, int) else repr(v))
+    if text == "0":
+        return "0"
+    kept = _kept_quantity_text(text)
+    if kept is not None:
+        return kept
+    if value == 0:
+        return "0"
+    if fmt == "BinarySI" and (-1024 < value < 1024 or value.denominator != 1):
+        fmt = "DecimalSI"
+    if fmt == "BinarySI":
+        n, e = int(value), 0
+        while n % 1024 == 0 and e < 6:
+            n, e = n // 1024, e + 1
+        return str(n) + ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][e]
+    m, e = int(value * 10 ** 9), -9
+    while m % 10 == 0:
+        m, e = m // 10, e + 1
+    r = e % 3
+    if r:
+        m, e = m * 10 ** r, e - r
+    while e > 18:
+        m, e = m * 1000, e - 3
+    if fmt == "DecimalExponent":
+        return str(m) + ("e%d" % e if e else "")
+    return str(m) + {-9: "n", -6: "u", -3: "m", 0: "", 3: "k", 6: "M", 9: "G", 12: "T", 15: "P", 18: "E"}[e]
+
+
+# --------------------------------------------------------------------------
+# Warnings (k8s.io/apiserver/pkg/warning, net.NewWarningHeader): per request,
+# deduplicated, sent as one `Warning: 299 - "text"` header each.
+
+_request = threading.local()
+
+
+def add_warning(text):
+    ws = getattr(_request, "warnings", None)
+    if ws is not None and text and text not in ws:
+        ws.append(text)
+
+
+def warning_header(text):
+    return '299 - "%s"' % text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+# --------------------------------------------------------------------------
 # Field paths (structured-merge-diff in miniature). A path is a tuple of
 # FieldsV1 keys: ("f:spec", "f:replicas"), ("f:metadata", "f:finalizers", 'v:"x"').
-# Maps are granular, lists atomic, except metadata.finalizers (a set) and
-# metadata.ownerReferences (keyed by uid), as in ObjectMeta's schema.
+# The schema decides: maps are granular unless x-kubernetes-map-type: atomic;
+# lists are atomic unless x-kubernetes-list-type is set (v: items) or map
+# (k: items keyed by x-kubernetes-list-map-keys).
 
-SET_LISTS = {("f:metadata", "f:finalizers")}
-KEYED_LISTS = {("f:metadata", "f:ownerReferences"): ("uid",)}
 STRIPPED = {("f:apiVersion",), ("f:kind",), ("f:metadata", "f:name"), ("f:metadata", "f:namespace"),
             ("f:metadata", "f:uid"), ("f:metadata", "f:resourceVersion"), ("f:metadata", "f:generation"),
             ("f:metadata", "f:creationTimestamp"), ("f:metadata", "f:managedFields"),
@@ -256,40 +688,42 @@ def _jkey(v):
     return json.dumps(v, separators=(",", ":"), sort_keys=True)
 
 
-def item_key(keys, item):
-    return "k:" + json.dumps({k: item.get(k) for k in keys}, separators=(",", ":"), sort_keys=True)
+def item_key(s, item):
+    return "k:" + json.dumps(key_of(s, item), separators=(",", ":"), sort_keys=True)
 
 
-def _walk(value, prefix, out, containers):
+def _walk(value, schema, prefix, out, containers):
     """Add leaf paths of `value` (a map) under prefix; with containers, also map/list nodes."""
     for k, v in value.items():
         p = prefix + ("f:" + k,)
         if p in STRIPPED:
             continue
-        if isinstance(v, dict) and v:
+        cs, _ = s_prop(schema, k)
+        lt = list_type(cs) if isinstance(v, list) else None
+        if isinstance(v, dict) and v and not map_atomic(cs):
             if containers:
                 out.add(p)
-            _walk(v, p, out, containers)
-        elif isinstance(v, list) and p in SET_LISTS:
+            _walk(v, cs, p, out, containers)
+        elif lt == "set":
             if containers or not v:
                 out.add(p)
             for item in v:
                 out.add(p + ("v:" + _jkey(item),))
-        elif isinstance(v, list) and p in KEYED_LISTS and all(isinstance(i, dict) for i in v):
+        elif lt == "map" and all(isinstance(i, dict) for i in v):
             if containers or not v:
                 out.add(p)
             for item in v:
-                ip = p + (item_key(KEYED_LISTS[p], item),)
+                ip = p + (item_key(cs, item),)
                 out.add(ip)
-                _walk(item, ip, out, containers)
+                _walk(item, s_items(cs), ip, out, containers)
         else:
             out.add(p)
 
 
-def field_set(obj, containers=False, status_only=None):
+def field_set(obj, containers=False, status_only=None, schema=None):
     """Paths of obj; status_only True keeps only .status, False drops .status, None keeps all."""
     out = set()
-    _walk(obj, (), out, containers)
+    _walk(obj, schema if schema is not None else root_schema(None), (), out, containers)
     if status_only is True:
         out = {p for p in out if p[0] == "f:status"}
     elif status_only is False:
@@ -580,11 +1014,13 @@ def json_patch(doc, ops):
 # The store.
 
 class Store:
-    def __init__(self, establish_delay):
+    def __init__(self, establish_delay, discovery_lag=0.0):
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.rv = 0
         self.establish_delay = establish_delay
+        self.discovery_lag = discovery_lag
+        self.conversion_failures = []  # rules {"conversionFail": "GROUP/KIND", "count", "message"}
         self.resources = {}  # (group, resource) -> Resource
         self.objects = {}    # (group, resource) -> {(ns, name): obj}
         self.events = []     # (rv:int, group, resource, type, obj)
@@ -606,12 +1042,41 @@ class Store:
             return None
         return res
 
-    def groups(self):
+    def groups(self, discoverable=False):
+        """Served versions per group; discoverable: only those the discovery controller has published."""
         out = {}
+        now = time.monotonic()
         for r in self.resources.values():
             for v in r.versions:
+                if discoverable and r.discoverable_at.get(v, 0) > now:
+                    continue
                 out.setdefault(r.group, set()).add(v)
         return {g: sorted(vs, key=version_priority) for g, vs in out.items()}
+
+    def crd_of(self, res):
+        if res.builtin:
+            return None
+        return self.objects[("apiextensions.k8s.io", "customresourcedefinitions")].get(
+            (None, "%s.%s" % (res.resource, res.group)))
+
+    def crd_for(self, group, kind):
+        """For webhooks.py: the stored CRD of a group and kind, or None."""
+        for crd in self.objects[("apiextensions.k8s.io", "customresourcedefinitions")].values():
+            spec = crd.get("spec") or {}
+            if spec.get("group") == group and (spec.get("names") or {}).get("kind") == kind:
+                return crd
+        return None
+
+    def schema(self, res, version):
+        """The structural schema of `version` (root with apiVersion, kind and ObjectMeta)."""
+        if res.builtin:
+            return root_schema(BUILTIN_SCHEMAS.get(res.resource))
+        crd = self.crd_of(res)
+        base = None
+        for v in ((crd or {}).get("spec") or {}).get("versions") or []:
+            if v.get("name") == version:
+                base = (v.get("schema") or {}).get("openAPIV3Schema")
+        return root_schema(base)
 
     # --- helpers ----------------------------------------------------------
     def next_rv(self):
@@ -650,9 +1115,121 @@ class Store:
         return obj
 
     def output(self, res, version, obj):
-        out = {"apiVersion": res.api_version(version), "kind": res.kind}
-        out.update((k, copy.deepcopy(v)) for k, v in obj.items() if k not in ("apiVersion", "kind"))
+        """obj (as stored) converted to `version` for an answer."""
+        out = self.convert(res, obj, version)
+        out["kind"] = res.kind
+        if not res.builtin:
+            apply_defaults(out, self.schema(res, version))  # reads are defaulted too
+        return dict([("apiVersion", out.pop("apiVersion")), ("kind", out.pop("kind"))] + list(out.items()))
+
+    # --- conversion (apiextensions-apiserver/pkg/apiserver/conversion) -------
+    def convert(self, res, obj, version):
+        """A copy of obj at `version`, pruned to that version's schema as crd_handler.go's
+        schemaCoercingConverter does after every conversion (so a field only one version declares is lost
+        going through the other)."""
+        out = self._convert(res, obj, version)
+        if not res.builtin:
+            prune(out, self.schema(res, version), "", [], root=True)
         return out
+
+    def _convert(self, res, obj, version):
+        """Strategy None only rewrites apiVersion; Webhook calls webhooks.convert (in-process), and fails
+        as the real webhook converter words it."""
+        target = res.api_version(version)
+        out = copy.deepcopy(obj)
+        if obj.get("apiVersion") == target or res.builtin:
+            out["apiVersion"] = target
+            return out
+        crd = self.crd_of(res) or {}
+        conv = (crd.get("spec") or {}).get("conversion") or {}
+        if conv.get("strategy") == "Webhook":
+            gvk = "%s, Kind=%s" % (obj.get("apiVersion"), res.kind)  # schema.GroupVersionKind.String()
+            failure = self.injected_conversion_failure(res, conv)
+            if failure is not None:
+                raise ApiError(500, "", "conversion webhook for %s failed: %s" % (gvk, failure))
+            if WEBHOOKS is not None:
+                try:
+                    converted = WEBHOOKS.convert(out, target, self.crd_for)
+                except getattr(WEBHOOKS, "ConversionError", Exception) as e:
+                    raise ApiError(500, "", "conversion webhook for %s failed: %s" % (gvk, e))
+                if not isinstance(converted, dict) or converted.get("apiVersion") != target:
+                    raise ApiError(500, "", "conversion webhook for %s returned invalid object at index 0: invalid "
+                                   "groupVersion (expected %s, received %s)"
+                                   % (gvk, target, (converted or {}).get("apiVersion") if isinstance(converted, dict)
+                                      else None))
+                # restoreObjectMeta: only labels and annotations may change.
+                md = copy.deepcopy(obj.get("metadata") or {})
+                cmd = converted.get("metadata") or {}
+                for k in ("labels", "annotations"):
+                    if cmd.get(k):
+                        md[k] = cmd[k]
+                    else:
+                        md.pop(k, None)
+                converted["metadata"] = md
+                return converted
+        out["apiVersion"] = target
+        return out
+
+    def injected_conversion_failure(self, res, conv):
+        for rule in self.conversion_failures:
+            if rule["conversionFail"] != "%s/%s" % (res.group, res.kind):
+                continue
+            if rule["count"] > 0:
+                rule["count"] -= 1
+                if rule["count"] == 0:
+                    self.conversion_failures.remove(rule)
+            if rule.get("message"):
+                return rule["message"]
+            cc = (conv.get("webhook") or {}).get("clientConfig") or conv.get("webhookClientConfig") or {}
+            svc = cc.get("service") or {}
+            url = cc.get("url") or "https://%s.%s.svc:%s%s" % (svc.get("name", "webhook-service"),
+                                                                svc.get("namespace", "default"),
+                                                                svc.get("port", 443), svc.get("path", "/convert"))
+            return 'Post "%s?timeout=30s": dial tcp 10.96.0.10:443: connect: connection refused' % url
+        return None
+
+    # --- decoding: pruning and field validation -----------------------------
+    def decode(self, res, version, obj, field_validation):
+        """Prune obj (in place) to ObjectMeta and the schema of `version`; unknown field paths.
+        Warn adds a warning per field; the caller refuses Strict (its error depends on the verb)."""
+        unknown = []
+        if isinstance(obj.get("metadata"), dict):
+            prune(obj["metadata"], OBJECT_META_SCHEMA, "metadata", unknown)
+        body = []
+        schema = self.schema(res, version)
+        prune(obj, schema, "", body, root=True)
+        apply_defaults(obj, schema)  # the CR decoder's unstructuredDefaulter
+        unknown += sorted(body)
+        if field_validation == "Warn":
+            for p in unknown:
+                add_warning('unknown field "%s"' % p)
+        return unknown
+
+    @staticmethod
+    def strict_decoding_error(unknown):
+        return "strict decoding error: " + ", ".join('unknown field "%s"' % p for p in unknown)
+
+    # --- admission ----------------------------------------------------------
+    def admit(self, res, obj, old, subresource=""):
+        """The admission chain after the field manager: mutating (webhooks.default, warnings), the
+        schema's type checks, validating (webhooks.validate). obj is at the storage version. Writes to
+        /status skip the webhooks: a provider's webhook configurations name the main resource only."""
+        hooks = WEBHOOKS is not None and not res.builtin and subresource != "status" and \
+            getattr(WEBHOOKS, "handles", lambda g, k: False)(res.group, res.kind)
+        if hooks and hasattr(WEBHOOKS, "default"):
+            for w in WEBHOOKS.default(obj, self.crd_for) or []:
+                add_warning(w)
+        name = obj["metadata"].get("name", "")
+        if not res.builtin:
+            errs = []
+            version = (obj.get("apiVersion") or "").rpartition("/")[2]
+            type_errors(obj, self.schema(res, version), "", errs)
+            if errs:
+                raise err_invalid(res, name, errs)
+        if hooks and hasattr(WEBHOOKS, "validate"):
+            causes = WEBHOOKS.validate(obj, old, self.crd_for) or []
+            if causes:
+                raise err_invalid(res, name, [tuple(c) for c in causes])
 
     # --- defaulting and validation (the parts of built-in strategies that matter)
     def prepare(self, res, obj, old=None):
@@ -671,8 +1248,42 @@ class Store:
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             if old is None:
                 obj["status"] = {"phase": "Active"}
+        elif res.resource == "services":
+            for port in ((obj.get("spec") or {}).get("ports") or []):
+                if isinstance(port, dict):
+                    port.setdefault("protocol", "TCP")
+                    if "targetPort" not in port and "port" in port:
+                        port["targetPort"] = port["port"]
+        elif res.resource == "resourcequotas":
+            self.prepare_quota(obj, old)
         elif res.resource == "customresourcedefinitions":
             self.validate_crd(res, obj)
+
+    @staticmethod
+    def prepare_quota(obj, old):
+        """ResourceQuota: quantities in canonical form, empty omitempty fields dropped, spec and status
+        always present; status starts empty on create (the quota controller fills it in)."""
+        if old is None:
+            obj["status"] = {}
+        for part, keys in (("spec", ("hard",)), ("status", ("hard", "used"))):
+            sec = obj.get(part)
+            if not isinstance(sec, dict):
+                sec = {}
+            obj[part] = sec
+            for k in keys:
+                if isinstance(sec.get(k), dict):
+                    try:
+                        sec[k] = {n: canonical_quantity(v) for n, v in sec[k].items()}
+                    except ValueError as e:
+                        raise err_bad_request('ResourceQuota in version "v1" cannot be handled as a ResourceQuota: '
+                                              '%s' % e)
+                if not sec.get(k):
+                    sec.pop(k, None)
+        spec = obj["spec"]
+        if not spec.get("scopes"):
+            spec.pop("scopes", None)
+        if spec.get("scopeSelector") is None:
+            spec.pop("scopeSelector", None)
 
     def validate_crd(self, res, obj):
         spec = obj.get("spec") or {}
@@ -763,14 +1374,17 @@ class Store:
         return (e.get("manager", ""), e.get("operation"), e.get("subresource", ""),
                 e.get("apiVersion") if e.get("operation") == "Update" else "")
 
+
     def record_update(self, res, version, old, new, manager, subresource):
         """Fields an Update changed move to `manager`; removed fields leave every manager."""
         status_only = True if subresource == "status" else (False if res.has_status else None)
-        before = field_set(old, containers=True, status_only=status_only) if old is not None else set()
-        after = field_set(new, containers=True, status_only=status_only)
+        schema = self.schema(res, version)
+        before = field_set(old, True, status_only, schema) if old is not None else set()
+        after = field_set(new, True, status_only, schema)
+        conts = after - field_set(new, False, status_only, schema)
+
         def container(p):
-            return p in SET_LISTS or p in KEYED_LISTS or p[-1].startswith("k:") or \
-                (isinstance(get_at(new, p), dict) and get_at(new, p) != {})
+            return p[-1].startswith("k:") or p in conts
         # Leaves whose value changed, and containers (maps, sets, keyed items) this write created.
         changed = {p for p in after
                    if ((p not in before) if container(p) else (old is None or get_at(old, p) != get_at(new, p)))}
@@ -804,7 +1418,11 @@ class Store:
         new["metadata"]["managedFields"] = out
 
     # --- operations ---------------------------------------------------------
-    def _create(self, res, version, ns, obj, manager, record=True, dry_run=False):
+    # Objects are stored at the CRD's storage version. A write at version V is
+    # decoded (pruned) and merged at V, converted to the storage version, then
+    # goes through admission; answers are converted back to V by the handler.
+
+    def _create(self, res, version, ns, obj, manager, record=True, dry_run=False, managed=None):
         obj = copy.deepcopy(obj)
         md = obj.setdefault("metadata", {}) or {}
         obj["metadata"] = md
@@ -829,7 +1447,7 @@ class Store:
         key = (ns if res.namespaced else None, name)
         if key in self.bucket(res):
             raise err_already_exists(res, name)
-        obj["apiVersion"], obj["kind"] = res.api_version(res.storage_version), res.kind
+        obj["apiVersion"], obj["kind"] = res.api_version(version), res.kind
         if res.has_status and not res.builtin:
             obj.pop("status", None)
         for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
@@ -839,26 +1457,50 @@ class Store:
         if res.uses_generation:
             md["generation"] = 1
         self.prepare(res, obj)
-        if record and "managedFields" not in md:
+        if managed is not None:
+            md["managedFields"] = managed
+        elif record and "managedFields" not in md:
             self.record_update(res, version, None, obj, manager, "")
         for k in ("labels", "annotations", "finalizers", "ownerReferences", "managedFields"):
             if k in md and not md[k]:
                 md.pop(k)
-        if dry_run:
+        obj = self.convert(res, obj, res.storage_version)
+        self.admit(res, obj, None)
+        if dry_run:  # DryRunnableStorage.Create: everything but the resourceVersion
             return obj
-        md["resourceVersion"] = self.next_rv()
+        obj["metadata"]["resourceVersion"] = self.next_rv()
         self.bucket(res)[key] = obj
         self.emit(res, "ADDED", obj)
         self.after_change(res, obj)
         return obj
 
-    def create(self, res, version, ns, body, manager, dry_run=False):
+    def strict_create_error(self, res, version, body, unknown):
+        """create.go/update.go transformDecodeError of the strict decoder's error: 400."""
+        av = body.get("apiVersion") or res.api_version(version)
+        return err_bad_request('%s in version "%s" cannot be handled as a %s: %s'
+                               % (body.get("kind") or res.kind, av.rpartition("/")[2], res.kind,
+                                  self.strict_decoding_error(unknown)))
+
+    def create(self, res, version, ns, body, manager, dry_run=False, field_validation="Warn"):
         with self.lock:
+            body = copy.deepcopy(body)
+            unknown = self.decode(res, version, body, field_validation)
+            if unknown and field_validation == "Strict":
+                raise self.strict_create_error(res, version, body, unknown)
             return self._create(res, version, ns, body, manager, dry_run=dry_run)
 
-    def update(self, res, version, ns, name, body, manager, subresource="", dry_run=False, require_rv=None):
+    def commit(self, res, old_s, new, dry_run, subresource=""):
+        """new (at the request version) to the storage version, admission, then stored."""
+        new_s = self.convert(res, new, res.storage_version)
+        self.admit(res, new_s, old_s, subresource)
+        stored, _ = self.finish_update(res, old_s, new_s, dry_run)
+        return stored
+
+    def update(self, res, version, ns, name, body, manager, subresource="", dry_run=False, require_rv=None,
+               field_validation="Warn", decoded=False):
         with self.lock:
-            old = self.get(res, ns, name)
+            old_s = self.get(res, ns, name)
+            old = self.convert(res, old_s, version)
             if not isinstance(body, dict):
                 raise err_bad_request("the body of the request was in an unknown format - accepted media types "
                                       "include: application/json, application/yaml")
@@ -878,11 +1520,15 @@ class Store:
             elif require_rv:
                 raise err_invalid(res, name, [("metadata.resourceVersion", "FieldValueInvalid",
                                                "Invalid value: 0x0: must be specified for an update")])
+            if not decoded:
+                body = copy.deepcopy(body)
+                unknown = self.decode(res, version, body, field_validation)
+                if unknown and field_validation == "Strict":
+                    raise self.strict_create_error(res, version, body, unknown)
             new = self.apply_subresource_rules(res, old, body, subresource)
             self.prepare(res, new, old)
             self.record_update(res, version, old, new, manager, subresource)
-            stored, _ = self.finish_update(res, old, new, dry_run)
-            return stored
+            return self.commit(res, old_s, new, dry_run, subresource)
 
     def apply_subresource_rules(self, res, old, body, subresource):
         """What part of `body` a write may change: only .status through /status; not .status otherwise."""
@@ -908,9 +1554,11 @@ class Store:
                 new.pop("status", None)
         return new
 
-    def patch(self, res, version, ns, name, ptype, patch, manager, subresource="", dry_run=False):
+
+    def patch(self, res, version, ns, name, ptype, patch, manager, subresource="", dry_run=False,
+              field_validation="Warn"):
         with self.lock:
-            old = self.get(res, ns, name)
+            old = self.convert(res, self.get(res, ns, name), version)
             if ptype == "json":
                 body = json_patch(old, patch)
             else:
@@ -920,7 +1568,16 @@ class Store:
                 body = merge_patch(old, patch)
             if not isinstance(body, dict):
                 raise err_bad_request("the body of the request was in an unknown format")
-            return self.update(res, version, ns, name, body, manager, subresource, dry_run, require_rv=False)
+            patched_js = go_json(body)
+            unknown = self.decode(res, version, body, field_validation)
+            if unknown and field_validation == "Strict":
+                # patch.go jsonPatcher: errors.NewInvalid(schema.GroupKind{}, "", field.Invalid("patch", ...))
+                value = "Invalid value: %s: %s" % (json.dumps(patched_js, ensure_ascii=False),
+                                                   self.strict_decoding_error(unknown))
+                raise ApiError(422, "Invalid", ' "" is invalid: patch: ' + value,
+                               {"causes": [{"reason": "FieldValueInvalid", "message": value, "field": "patch"}]})
+            return self.update(res, version, ns, name, body, manager, subresource, dry_run, require_rv=False,
+                               field_validation=field_validation, decoded=True)
 
     def apply(self, res, version, ns, name, applied, manager, force, subresource="", dry_run=False):
         if not isinstance(applied, dict):
@@ -947,6 +1604,15 @@ class Store:
         if res.namespaced and amd.get("namespace") and amd["namespace"] != ns:
             raise err_bad_request("the namespace of the provided object does not match the namespace sent on the "
                                   "request")
+        schema = self.schema(res, version)
+        # structuredmerge.go Apply: the patch's typed conversion. Not a Status error, so a 500 with no reason
+        # whatever fieldValidation says (kubernetes/kubernetes#122480).
+        errs = []
+        smd_errors(applied, schema, "", errs)
+        if errs:
+            raise ApiError(500, "", "failed to create typed patch object (%s/%s; %s/%s, Kind=%s): %s"
+                           % (amd.get("namespace") or "", amd.get("name") or "", res.group, version, kind,
+                              smd_message(errs)))
         status_only = True if subresource == "status" else (False if res.has_status else None)
         applied = copy.deepcopy(applied)
         if status_only is True:
@@ -954,31 +1620,25 @@ class Store:
             applied["metadata"] = {k: v for k, v in amd.items() if k in ("name", "namespace")}
         elif status_only is False:
             applied.pop("status", None)
-        aset = field_set(applied, status_only=status_only)
+        aset = field_set(applied, status_only=status_only, schema=schema)
         me = {"manager": manager, "operation": "Apply"}
         if subresource:
             me["subresource"] = subresource
         with self.lock:
             self.check_namespace(res, ns)
             key = (ns if res.namespaced else None, name)
-            old = self.bucket(res).get(key)
-            if old is None:
+            old_s = self.bucket(res).get(key)
+            if old_s is None:
                 if subresource:
                     raise err_not_found(res, name)
                 body = copy.deepcopy(applied)
                 body.setdefault("metadata", {})["name"] = name
                 body["metadata"].pop("managedFields", None)
-                obj = self._create(res, version, ns, body, manager, record=False, dry_run=True)
+                apply_defaults(body, schema)
                 me.update({"apiVersion": res.api_version(version), "time": now_rfc3339(),
                            "fieldsType": "FieldsV1", "fieldsV1": set_to_fieldsv1(aset)})
-                obj["metadata"]["managedFields"] = [me]
-                if dry_run:
-                    return obj, True
-                obj["metadata"]["resourceVersion"] = self.next_rv()
-                self.bucket(res)[key] = obj
-                self.emit(res, "ADDED", obj)
-                self.after_change(res, obj)
-                return obj, True
+                return self._create(res, version, ns, body, manager, dry_run=dry_run, managed=[me]), True
+            old = self.convert(res, old_s, version)  # the field manager merges at the request version
             if amd.get("resourceVersion") and amd["resourceVersion"] != old["metadata"]["resourceVersion"]:
                 raise err_conflict(res, name)
             entries = [copy.deepcopy(e) for e in self._entries(old)]
@@ -986,14 +1646,25 @@ class Store:
             mine = [s for e, s in sets if self._entry_id(e) == self._entry_id(me)]
             prev = mine[0] if mine else set()
             # Merge the applied configuration into the live object.
-            new = self._merge(old, applied, ())
-            # Fields this manager stopped applying, that nobody else owns, go away.
+            new = self._merge(old, applied, (), schema)
+            # Fields this manager stopped applying, that nobody else owns, go away; a map or item
+            # something of another manager's is in stays, and so do the key fields of a kept item.
             others_all = set()
             for e, s in sets:
                 if self._entry_id(e) != self._entry_id(me):
                     others_all |= s
-            for p in sorted(prev - aset - others_all, key=len, reverse=True):
+            done = set()
+            for p in sorted(prev - aset - others_all, key=lambda p: (len(p), p)):
+                if any(p[:i] in done for i in range(1, len(p))):
+                    continue
+                if any(len(o) > len(p) and o[:len(p)] == p for o in others_all):
+                    continue
+                parent = p[:-1]
+                if parent and parent[-1].startswith("k:") and p[-1].startswith("f:") and \
+                        p[-1][2:] in json.loads(parent[-1][2:]):
+                    continue
                 remove_at(new, p)
+                done.add(p)
                 q = p[:-1]
                 while len(q) > 1 and q not in others_all and get_at(applied, q) is MISSING:
                     v = get_at(new, q)
@@ -1002,6 +1673,7 @@ class Store:
                         q = q[:-1]
                     else:
                         break
+            apply_defaults(new, schema)  # structuredmerge.go Apply: objectDefaulter.Default after the merge
             new = self.apply_subresource_rules(res, old, new, subresource)
             self.prepare(res, new, old)
             # Conflicts: fields whose value this apply changes and that another manager owns.
@@ -1010,7 +1682,7 @@ class Store:
                 if self._entry_id(e) == self._entry_id(me):
                     continue
                 for p in sorted(aset & s):
-                    if get_at(old, p) != get_at(new, p):
+                    if not p[-1].startswith("k:") and get_at(old, p) != get_at(new, p):
                         conflicts.append((e, p))
             if conflicts and not force:
                 raise self._conflict_error(conflicts)
@@ -1036,11 +1708,12 @@ class Store:
             if aset:
                 out.insert(pos[0] if pos else len(out), mine_entry)
             new["metadata"]["managedFields"] = out
-            stored, _ = self.finish_update(res, old, new, dry_run)
-            return stored, False
+            return self.commit(res, old_s, new, dry_run, subresource), False
 
-    def _merge(self, live, applied, path):
-        if isinstance(live, dict) and isinstance(applied, dict):
+    def _merge(self, live, applied, path, schema):
+        """Merge an applied configuration into the live object as the schema says: granular maps per key,
+        set lists as a union, map lists per key (items merged), everything else replaced."""
+        if isinstance(live, dict) and isinstance(applied, dict) and not map_atomic(schema):
             out = copy.deepcopy(live)
             for k, v in applied.items():
                 p = path + ("f:" + k,)
@@ -1049,21 +1722,23 @@ class Store:
                 if v is None:
                     out.pop(k, None)
                     continue
-                if p in SET_LISTS and isinstance(v, list) and isinstance(out.get(k), list):
+                cs, _ = s_prop(schema, k)
+                lt = list_type(cs)
+                if lt == "set" and isinstance(v, list) and isinstance(out.get(k), list):
                     out[k] = out[k] + [i for i in v if i not in out[k]]
-                elif p in KEYED_LISTS and isinstance(v, list) and isinstance(out.get(k), list):
-                    keys = KEYED_LISTS[p]
+                elif lt == "map" and isinstance(v, list) and isinstance(out.get(k), list):
                     merged = copy.deepcopy(out[k])
                     for item in v:
                         idx = [i for i, x in enumerate(merged)
-                               if isinstance(x, dict) and all(x.get(kk) == item.get(kk) for kk in keys)]
+                               if isinstance(x, dict) and isinstance(item, dict) and key_of(cs, x) == key_of(cs, item)]
                         if idx:
-                            merged[idx[0]] = self._merge(merged[idx[0]], item, p + (item_key(keys, item),))
+                            merged[idx[0]] = self._merge(merged[idx[0]], item, p + (item_key(cs, item),),
+                                                         s_items(cs))
                         else:
                             merged.append(copy.deepcopy(item))
                     out[k] = merged
                 else:
-                    out[k] = self._merge(out.get(k), v, p)
+                    out[k] = self._merge(out.get(k), v, p, cs)
             return out
         return copy.deepcopy(applied)
 
@@ -1292,6 +1967,14 @@ class Store:
             old = self.resources.get((res.group, res.resource))
             if old is not None and old.builtin:
                 return
+            # The discovery controller publishes a group/version asynchronously (customresource_discovery_
+            # controller.go): a version new to discovery shows there only --discovery-lag seconds later.
+            now = time.monotonic()
+            for v in res.versions:
+                if old is not None and v in old.versions:
+                    res.discoverable_at[v] = old.discoverable_at.get(v, 0)
+                elif self.discovery_lag > 0:
+                    res.discoverable_at[v] = now + self.discovery_lag
             self.register(res)
             new = copy.deepcopy(crd)
             ts = now_rfc3339()
@@ -1330,7 +2013,7 @@ class Store:
 
 def openapi_v3_paths(store):
     paths = {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=" + store_hash(store, "", "v1")}}
-    for g, vs in store.groups().items():
+    for g, vs in store.groups(discoverable=True).items():
         if not g:
             continue
         for v in vs:
@@ -1630,6 +2313,65 @@ def _jsonpath_cell(obj, col):
 # --------------------------------------------------------------------------
 # HTTP.
 
+def request_info(method, path, query):
+    """k8s.io/apiserver/pkg/endpoints/request RequestInfoFactory: verb, group, resource, namespace, name."""
+    parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/") if p]
+    info = {"resource_request": False, "verb": method.lower(), "path": path, "group": "", "version": "",
+            "resource": "", "subresource": "", "namespace": "", "name": ""}
+    if parts[:1] == ["api"] and len(parts) >= 3:
+        info["version"], rest = parts[1], parts[2:]
+    elif parts[:1] == ["apis"] and len(parts) >= 4:
+        info["group"], info["version"], rest = parts[1], parts[2], parts[3:]
+    else:
+        return info
+    info["resource_request"] = True
+    if rest[0] == "namespaces" and len(rest) > 1:
+        info["namespace"] = rest[1]  # also for the namespace object itself, as requestinfo.go does
+        if len(rest) > 2 and rest[2] not in ("status", "finalize"):
+            rest = rest[2:]
+    info["resource"] = rest[0]
+    if len(rest) >= 2:
+        info["name"] = rest[1]
+    if len(rest) >= 3:
+        info["subresource"] = rest[2]
+    watching = (query.get("watch") or [""])[0] in ("true", "1")
+    verbs = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+    if method in ("GET", "HEAD"):
+        info["verb"] = "watch" if watching else ("get" if info["name"] else "list")
+    else:
+        info["verb"] = verbs.get(method, method.lower())
+        if method == "DELETE" and not info["name"]:
+            info["verb"] = "deletecollection"
+    return info
+
+
+def forbidden(info, user, reason=""):
+    """An authorizer's refusal (responsewriters.Forbidden, forbiddenMessage, apierrors.NewForbidden)."""
+    if not info["resource_request"]:
+        msg = 'User "%s" cannot %s path "%s"' % (user, info["verb"], info["path"])
+    else:
+        resource = info["resource"] + ("/" + info["subresource"] if info["subresource"] else "")
+        if info["namespace"]:
+            msg = 'User "%s" cannot %s resource "%s" in API group "%s" in the namespace "%s"' % (
+                user, info["verb"], resource, info["group"], info["namespace"])
+        else:
+            msg = 'User "%s" cannot %s resource "%s" in API group "%s" at the cluster scope' % (
+                user, info["verb"], resource, info["group"])
+    if reason:
+        msg += ": " + reason
+    if not info["resource_request"]:
+        return ApiError(403, "Forbidden", "forbidden: " + msg, {})
+    gr = info["resource"] + ("." + info["group"] if info["group"] else "")
+    details = {}
+    if info["name"]:
+        details["name"] = info["name"]
+    if info["group"]:
+        details["group"] = info["group"]
+    details["kind"] = info["resource"]
+    text = ('%s "%s" is forbidden: %s' % (gr, info["name"], msg)) if info["name"] else "%s is forbidden: %s" % (gr, msg)
+    return ApiError(403, "Forbidden", text, details)
+
+
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -1682,6 +2424,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-cache, private")
         self.send_header("Audit-Id", str(uuid.uuid4()))
+        for w in getattr(_request, "warnings", None) or []:
+            self.send_header("Warning", warning_header(w))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -1746,9 +2490,11 @@ class Handler(BaseHTTPRequestHandler):
             self.fake_body = raw
             return self.fake_endpoint(path)
         self.record(path, query, ctype, raw)
+        _request.warnings = []
         try:
-            rule = self.injected(path)
-            if rule is not None and self.apply_injection(rule):
+            info = request_info(self.command, path, query)
+            rule = self.injected(path, info)
+            if rule is not None and self.apply_injection(rule, info):
                 return
             if path in ("/healthz", "/readyz", "/livez") or path.startswith(("/healthz/", "/readyz/", "/livez/")):
                 data = b"ok"
@@ -1769,6 +2515,8 @@ class Handler(BaseHTTPRequestHandler):
             import traceback
             traceback.print_exc()
             self.send_error_status(ApiError(500, "InternalError", "Internal error occurred: %s" % e))
+        finally:
+            _request.warnings = None
 
     def record(self, path, query, ctype, raw):
         body = None
@@ -1815,22 +2563,32 @@ class Handler(BaseHTTPRequestHandler):
             except (ValueError, AssertionError):
                 return self.send_json(400, {"error": "body: a JSON object"})
             rule.setdefault("count", 1)
+            if rule.get("conversionFail"):
+                with self.server.store.lock:
+                    self.server.store.conversion_failures.append(rule)
+                return self.send_json(200, {"ok": True})
             with self.server.requests_lock:
                 self.server.injections.append(rule)
             return self.send_json(200, {"ok": True})
         if path == "/_fake/reset-injections" and self.command == "POST":
             with self.server.requests_lock:
                 self.server.injections.clear()
+            with self.server.store.lock:
+                self.server.store.conversion_failures[:] = [
+                    r for r in self.server.store.conversion_failures if r.get("fromCommandLine")]
             return self.send_json(200, {"ok": True})
         return self.send_json(404, {"error": "unknown test endpoint"})
 
-    def injected(self, path):
+    def injected(self, path, info):
         """The first matching fault rule, used up by one (count -1: forever)."""
         with self.server.requests_lock:
             for rule in self.server.injections:
                 if rule.get("method") and rule["method"] != self.command:
                     continue
                 if rule.get("path") and not path.startswith(rule["path"]):
+                    continue
+                verbs = rule.get("verb") or (["list"] if rule.get("list") else None)
+                if verbs and info["verb"] not in ([verbs] if isinstance(verbs, str) else verbs):
                     continue
                 if rule["count"] > 0:
                     rule["count"] -= 1
@@ -1839,13 +2597,17 @@ class Handler(BaseHTTPRequestHandler):
                 return dict(rule)
         return None
 
-    def apply_injection(self, rule):
+    def apply_injection(self, rule, info):
         """Delay, then answer with the rule's error like a real server would, or go on (code 0)."""
         if rule.get("delaySeconds"):
             time.sleep(float(rule["delaySeconds"]))
         code = int(rule.get("code", 0))
         if not code:
             return False
+        if code == 403:
+            self.send_error_status(forbidden(info, rule.get("user", "system:serviceaccount:metalsync:metalsync"),
+                                             rule.get("reason", "")))
+            return True
         reasons = {429: ("TooManyRequests", "Too many requests, please try again later."),
                    500: ("InternalError", "Internal error occurred: injected by the fake"),
                    503: ("ServiceUnavailable", "the server is currently unable to handle the request"),
@@ -1892,7 +2654,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, g)
         if len(parts) == 3 and parts[0] == "apis":
             with st.lock:
-                if parts[2] not in st.groups().get(parts[1], []):
+                if parts[2] not in st.groups(discoverable=True).get(parts[1], []):
                     raise PageNotFound()
             return self.send_json(200, self.resource_list(parts[1], parts[2]))
         if parts[:2] == ["api", "v1"]:
@@ -1922,7 +2684,7 @@ class Handler(BaseHTTPRequestHandler):
     def group_list(self, only=None):
         st = self.server.store
         with st.lock:
-            groups = st.groups()
+            groups = st.groups(discoverable=True)
         out = []
         order = sorted((g for g in groups if g), key=lambda g: (g != "apiextensions.k8s.io", g))
         for g in order:
@@ -1939,9 +2701,10 @@ class Handler(BaseHTTPRequestHandler):
     def resource_list(self, group, version):
         st = self.server.store
         out = []
+        now = time.monotonic()
         with st.lock:
             for r in sorted(st.resources.values(), key=lambda r: r.resource):
-                if r.group != group or version not in r.versions:
+                if r.group != group or version not in r.versions or r.discoverable_at.get(version, 0) > now:
                     continue
                 e = {"name": r.resource, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
                      "verbs": r.verbs}
@@ -1974,7 +2737,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, openapi_v3_paths(st))
             if parts[:3] == ["openapi", "v3", "api"] and parts[3:] == ["v1"]:
                 return self.send_json(200, openapi_v3_doc(st, "", "v1"))
-            if parts[:3] == ["openapi", "v3", "apis"] and len(parts) == 5 and parts[4] in st.groups().get(parts[3], []):
+            if parts[:3] == ["openapi", "v3", "apis"] and len(parts) == 5 and \
+                    parts[4] in st.groups(discoverable=True).get(parts[3], []):
                 return self.send_json(200, openapi_v3_doc(st, parts[3], parts[4]))
         raise PageNotFound()
 
@@ -2009,7 +2773,17 @@ class Handler(BaseHTTPRequestHandler):
         st = self.server.store
         q = lambda k, d="": (query.get(k) or [d])[0]
         dry = q("dryRun") == "All"
+        # fieldValidation absent means Warn (handlers' fieldValidation(): the default since 1.27).
+        fv = q("fieldValidation") or "Warn"
         method = self.command
+        if method in ("POST", "PUT", "PATCH") and fv not in ("Ignore", "Warn", "Strict"):
+            # ValidateCreateOptions/UpdateOptions/PatchOptions: ValidateFieldValidation
+            opts = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions"}[method]
+            m = 'Unsupported value: "%s": supported values: "", "Ignore", "Strict", "Warn"' % fv
+            raise ApiError(422, "Invalid", '%s.meta.k8s.io "" is invalid: fieldValidation: %s' % (opts, m),
+                           {"group": "meta.k8s.io", "kind": opts,
+                            "causes": [{"reason": "FieldValueNotSupported", "message": m,
+                                        "field": "fieldValidation"}]})
         if name is None:
             if method == "GET":
                 if q("watch") in ("true", "1"):
@@ -2030,7 +2804,7 @@ class Handler(BaseHTTPRequestHandler):
                 if av and av != res.api_version(version):
                     raise err_bad_request("the API version in the data (%s) does not match the expected API "
                                           "version (%s)" % (av, res.api_version(version)))
-                obj = st.create(res, version, ns, body, self.field_manager(query), dry_run=dry)
+                obj = st.create(res, version, ns, body, self.field_manager(query), dry_run=dry, field_validation=fv)
                 if res.resource == "customresourcedefinitions" and not dry:
                     st.crd_changed(obj, self.server.args.crd_establish_delay)
                 return self.send_json(201, st.output(res, version, obj))
@@ -2049,7 +2823,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, out)
         if method == "PUT":
             body = self.parse_body(ctype, raw)
-            obj = st.update(res, version, ns, name, body, self.field_manager(query), sub, dry)
+            obj = st.update(res, version, ns, name, body, self.field_manager(query), sub, dry, field_validation=fv)
             self.after_crd_write(res, obj, dry)
             return self.send_json(200, st.output(res, version, obj))
         if method == "PATCH":
@@ -2077,7 +2851,8 @@ class Handler(BaseHTTPRequestHandler):
                                "application/json-patch+json, application/merge-patch+json, "
                                "application/apply-patch+yaml")
             patch = self.parse_body(ctype, raw, allow_yaml=False)
-            obj = st.patch(res, version, ns, name, kinds[ct], patch, self.field_manager(query), sub, dry)
+            obj = st.patch(res, version, ns, name, kinds[ct], patch, self.field_manager(query), sub, dry,
+                           field_validation=fv)
             self.after_crd_write(res, obj, dry)
             return self.send_json(200, st.output(res, version, obj))
         if method == "DELETE":
@@ -2203,8 +2978,11 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
         def send(etype, obj):
-            out = obj if etype == "BOOKMARK" else st.output(res, version, obj)
-            if table and etype != "BOOKMARK":
+            try:
+                out = obj if etype == "BOOKMARK" else st.output(res, version, obj)
+            except ApiError as e:
+                etype, out = "ERROR", e.status()
+            if table and etype not in ("BOOKMARK", "ERROR"):
                 out = table_for(res, [out], out["metadata"]["resourceVersion"], q("includeObject", "Metadata"))
             data = (json.dumps({"type": etype, "object": out}, separators=(",", ":")) + "\n").encode()
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
@@ -2287,14 +3065,30 @@ def main():
     ap.add_argument("--token")
     ap.add_argument("--crd-establish-delay", type=float, default=0.3)
     ap.add_argument("--request-log")
+    ap.add_argument("--discovery-lag", type=float, default=0.0,
+                    help="seconds between a CRD version being served and its showing in discovery")
+    ap.add_argument("--conversion-fail", action="append", default=[], metavar="GROUP/KIND",
+                    help="conversion of this kind fails as a webhook that cannot be reached")
     args = ap.parse_args()
+    global WEBHOOKS
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    try:
+        import webhooks
+        WEBHOOKS = webhooks
+    except ImportError as e:
+        sys.stderr.write("fake-apiserver: warning: no webhooks module beside the server (%s): conversion "
+                         "strategy Webhook behaves like None, no admission webhooks\n" % e)
     host, _, port = args.listen.rpartition(":")
     if (args.tls_cert is None) != (args.tls_key is None):
         ap.error("--tls-cert and --tls-key go together")
     if args.client_ca and not args.tls_cert:
         ap.error("--client-ca needs --tls-cert and --tls-key")
 
-    store = Store(args.crd_establish_delay)
+    store = Store(args.crd_establish_delay, args.discovery_lag)
+    for gk in args.conversion_fail:
+        store.conversion_failures.append({"conversionFail": gk, "count": -1, "fromCommandLine": True})
     crdres = store.resources[("apiextensions.k8s.io", "customresourcedefinitions")]
     for crd in load_crd_files(args.crds):
         obj = store.create(crdres, "v1", None, crd, "clusterctl")

@@ -235,6 +235,21 @@ PY
         "error: application/strategic-merge-patch+json is not supported by cluster.x-k8s.io/v1beta1, Kind=Cluster: the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml" \
         patch cluster/baremetal-cluster -p '{"spec":{"paused":true}}'
     [ "$(jp configmap/cm-a '{.data.num}{.data.more}')" = A1 ] && ok "$run: json patch applied" || bad "$run: json patch: $(jp configmap/cm-a '{.data}')"
+    # Field validation (kubectl sends fieldValidation=Strict unless --validate says otherwise): an
+    # unknown field fails server-side apply in structured-merge-diff's typed conversion (a reason-less
+    # 500) and create in the strict decoder (400); with --validate=warn it is dropped with a Warning.
+    printf 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-unknown\nspec:\n  x: 1\ndata:\n  a: b\n' >"$T/cm-unknown.yaml"
+    expect "$run: apply --server-side of an unknown field fails" 1 \
+        "Error from server: failed to create typed patch object (default/cm-unknown; /v1, Kind=ConfigMap): .spec: field not declared in schema" \
+        apply --server-side -f "$T/cm-unknown.yaml"
+    expect "$run: create of an unknown field fails (Strict)" 1 \
+        "Error from server (BadRequest): error when creating \"$T/cm-unknown.yaml\": ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"spec\"" \
+        create -f "$T/cm-unknown.yaml"
+    k create -f "$T/cm-unknown.yaml" --validate=warn
+    if [ "$rc" -eq 0 ] && out | grep -qx 'Warning: unknown field "spec"' && [ -n "$(jp configmap/cm-unknown '{.data.a}')" ] &&
+        [ -z "$(jp configmap/cm-unknown '{.spec}')" ]; then ok "$run: create --validate=warn drops it with kubectl's Warning line"
+    else bad "$run: create --validate=warn: exit $rc: $(out)"; fi
+    kubectl delete configmap cm-unknown >/dev/null 2>&1 || true
     # An update with a stale resourceVersion conflicts, with the real message.
     kubectl get configmap cm-b -o yaml >"$T/cm-b.yaml"
     kubectl patch configmap cm-b --type merge -p '{"data":{"num":"B"}}' >/dev/null
@@ -396,6 +411,15 @@ expect "http: kubectl retries after a 429 with Retry-After" 0 "configmap/cm-a" g
 inject '{"method": "GET", "path": "/api/v1/namespaces/default/configmaps", "code": 500}'
 expect "http: a 500 shows the server's Status message" 1 \
     "Error from server (InternalError): Internal error occurred: injected by the fake" get configmap cm-a -o name
+# An injected RBAC refusal of one kind's list only: kubectl shows the real Forbidden message; gets work.
+inject '{"path": "/apis/cluster.x-k8s.io/", "verb": "list", "code": 403, "count": -1}'
+expect "http: an injected 403 on list shows the authorizer's message" 1 \
+    'Error from server (Forbidden): clusters.cluster.x-k8s.io is forbidden: User "system:serviceaccount:metalsync:metalsync" cannot list resource "clusters" in API group "cluster.x-k8s.io" in the namespace "default"' \
+    get clusters
+expect "http: ... while a get of that kind passes the authorizer (NotFound, not Forbidden)" 1 \
+    'Error from server (NotFound): clusters.cluster.x-k8s.io "baremetal-cluster" not found' \
+    get cluster baremetal-cluster -o name
+"$python" -c "import sys,urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/_fake/reset-injections', data=b'', method='POST'))" "$base"
 
 # ---------------------------------------------------------------------------
 # The Cluster API simulation (capi_sim.py) against the same server: the seed
