@@ -731,3 +731,123 @@ TEST_CASE("validate_machine_spec follows a Git node's image rules")
     spec.image.disk_format = "iso";
     CHECK_FALSE(validate_machine_spec(spec));
 }
+
+TEST_CASE("random losses, deletions and Ironic progress never put two machines on one node")
+{
+    // A deterministic random walk through the events the three places and
+    // Ironic can suffer: losses, stale values restored from backups, deletions.
+    // After every decision: a deploy only lands on an available node that
+    // runs nobody's image and whose instance_uuid is the deploying machine's;
+    // a machine is only reported running on a node Ironic gives to it; a
+    // release never undeploys another machine's node, or a live machine's own.
+    std::uint32_t seed = 20261202;
+    auto next = [&seed](std::uint32_t n) {
+        seed = seed * 1664525u + 1013904223u;  // fixed LCG: the same walk on every platform
+        return (seed >> 8) % n;
+    };
+    Site s;
+    for (int i = 0; i < 4; ++i) {
+        s.nodes.push_back(pool_node("n" + std::to_string(i)));
+    }
+    std::map<std::string, std::string> image_of;   // node -> uid whose image runs (or is being written) there
+    int machines_made = 0;
+    int deploys = 0;
+    int releases = 0;
+    int conflicts = 0;
+    int ironic_wins = 0;
+    for (int pass = 0; pass < 3000; ++pass) {
+        switch (next(10)) {
+        case 8:  // a stale status.node (an old object restored from a backup)
+            if (!s.machines.empty()) s.m(next(s.machines.size())).status_node = s.nodes[next(s.nodes.size())].name;
+            break;
+        case 9:  // a stale store record (an old store restored from a backup)
+            if (!s.machines.empty()) {
+                const Machine& mach = s.m(next(s.machines.size()));
+                (void)s.claims.put({s.nodes[next(s.nodes.size())].name, mach.ref, mach.cluster, ClaimPhase::claimed});
+            }
+            break;
+        case 0:
+        case 1:
+            for (auto& n : s.nodes) {
+                if (n.provision_state == "deploying") n.provision_state = "active";
+                else if (n.provision_state == "deleting") n.provision_state = "cleaning";
+                else if (n.provision_state == "cleaning") {
+                    n.provision_state = "available";
+                    image_of.erase(n.name);
+                    if (next(2) == 0) n.instance_uuid.clear();  // Ironic's tear-down may clear it
+                }
+            }
+            break;
+        case 2:
+            if (!s.machines.empty()) s.claims.erase_machine(s.m(next(s.machines.size())).ref.uid);
+            break;
+        case 3:
+            if (!s.machines.empty()) s.m(next(s.machines.size())).status_node.clear();
+            break;
+        case 4:
+            s.nodes[next(s.nodes.size())].instance_uuid.clear();
+            break;
+        case 5:
+            if (!s.machines.empty()) s.m(next(s.machines.size())).deleting = true;
+            break;
+        default:
+            if (s.machines.size() < 5) s.add(machine("m" + std::to_string(machines_made++)));
+            break;
+        }
+        std::vector<MachineInput> inputs;
+        for (std::size_t i = 0; i < s.machines.size(); ++i) {
+            inputs.push_back({s.machines[i], s.bootstraps[i]});
+        }
+        auto decisions = reconcile_claims(inputs, s.nodes, s.claims, "site-a");
+        for (std::size_t i = 0; i < decisions.size(); ++i) {
+            const ClaimDecision& d = decisions[i];
+            const Machine& mach = s.machines[i];
+            INFO("pass " << pass << ": " << mach.ref.name << " " << to_string(d.step) << " " << d.node << ": "
+                         << d.message);
+            if (d.conflict.find("(Ironic wins)") != std::string::npos) ++ironic_wins;
+            if (!d.conflict.empty()) ++conflicts;
+            if (d.writes.instance_uuid) {
+                CHECK(s.node(d.node).instance_uuid.empty());
+            }
+            if (d.step == ClaimStep::deploy) {
+                ++deploys;
+                CHECK(s.node(d.node).provision_state == "available");
+                CHECK(s.node(d.node).instance_uuid == mach.ref.uid);
+                CHECK_FALSE(image_of.contains(d.node));
+                image_of[d.node] = mach.ref.uid;
+            }
+            if (d.step == ClaimStep::report_provisioned || d.step == ClaimStep::in_sync ||
+                d.step == ClaimStep::held_by_claim) {
+                // Reported running on a node: Ironic must name this machine there.
+                CHECK(s.node(d.node).instance_uuid == mach.ref.uid);
+            }
+            if (d.step == ClaimStep::release) {
+                ++releases;
+                CHECK(mach.deleting);
+                CHECK((!image_of.contains(d.node) || image_of[d.node] == mach.ref.uid));
+            }
+            if (d.writes.store && !s.claims.put({d.node, mach.ref, mach.cluster, d.writes.phase})) {
+                // The store refuses a node another record holds; the journal
+                // comes first, so nothing else of the decision is applied
+                // (the next pass retries, after the other machine let go).
+                continue;
+            }
+            ClaimDecision rest = d;
+            rest.writes.store = false;
+            s.apply(rest, i);
+        }
+        // Machines whose finalizer went are gone from the API.
+        for (std::size_t i = s.machines.size(); i-- > 0;) {
+            if (decisions[i].remove_finalizer) {
+                s.machines.erase(s.machines.begin() + static_cast<std::ptrdiff_t>(i));
+                s.bootstraps.erase(s.bootstraps.begin() + static_cast<std::ptrdiff_t>(i));
+            }
+        }
+        s.finalizer_removed = false;
+    }
+    // The walk did reach the interesting steps.
+    CHECK(deploys > 20);
+    CHECK(releases > 20);
+    CHECK(conflicts > 20);
+    CHECK(ironic_wins > 20);
+}
