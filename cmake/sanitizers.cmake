@@ -1,4 +1,4 @@
-# Sanitizer and fuzzing builds (issue 7). Each is a separate build tree:
+# Sanitizer and fuzzing builds. Each is a separate build tree:
 #
 #   cmake -S . -B build-asan -DMETALSYNC_SANITIZE=address,undefined
 #   cmake -S . -B build-tsan -DMETALSYNC_SANITIZE=thread

@@ -116,7 +116,7 @@ openstackmachinetemplate.infrastructure.cluster.x-k8s.io/baremetal-cluster-worke
 import re, sys, yaml
 o = yaml.safe_load(open(sys.argv[1]))
 md = o["metadata"]
-assert o["apiVersion"] == "cluster.x-k8s.io/v1beta1" and o["kind"] == "Cluster", o
+assert o["apiVersion"] == "cluster.x-k8s.io/v1beta2" and o["kind"] == "Cluster", o
 assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", md["uid"]), md
 assert re.fullmatch(r"[1-9][0-9]*", md["resourceVersion"]), md
 assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", str(md["creationTimestamp"])), md
@@ -125,10 +125,10 @@ assert o["spec"]["controlPlaneRef"]["name"] == "baremetal-cluster-control-plane"
 if int(sys.argv[2]) >= 21:
     [mf] = md["managedFields"]
     assert mf["manager"] == "kubectl" and mf["operation"] == "Apply" and mf["fieldsType"] == "FieldsV1", mf
-    assert mf["apiVersion"] == "cluster.x-k8s.io/v1beta1", mf
+    assert mf["apiVersion"] == "cluster.x-k8s.io/v1beta2", mf
     f = mf["fieldsV1"]["f:spec"]
     assert f["f:clusterNetwork"]["f:pods"]["f:cidrBlocks"] == {}, f   # lists are atomic
-    assert f["f:infrastructureRef"] == {"f:apiVersion": {}, "f:kind": {}, "f:name": {}}, f
+    assert f["f:infrastructureRef"] == {"f:apiGroup": {}, "f:kind": {}, "f:name": {}}, f
 PY
     [ "$(jp secret/baremetal-cluster-cloud-config '{.type}')" = Opaque ] &&
         jp secret/baremetal-cluster-cloud-config '{.data.clouds\.yaml}' | base64 -d | grep -q "auth_type: none" &&
@@ -153,7 +153,7 @@ PY
     [ "$(jp "$kcp" '{.spec.replicas} {.metadata.generation}')" = "5 2" ] &&
         ok "$run: the spec change bumped generation to 2" || bad "$run: replicas/generation: $(jp "$kcp" '{.spec.replicas} {.metadata.generation}')"
     k apply --server-side -f "$seed/control-plane.yaml"
-    [ "$rc" -eq 1 ] && out | grep -qxF 'error: Apply failed with 1 conflict: conflict with "other" using controlplane.cluster.x-k8s.io/v1beta1: .spec.replicas' &&
+    [ "$rc" -eq 1 ] && out | grep -qxF 'error: Apply failed with 1 conflict: conflict with "other" using controlplane.cluster.x-k8s.io/v1beta2: .spec.replicas' &&
         out | grep -qF 're-run the apply' && out | grep -qF -- '--force-conflicts' &&
         ok "$run: apply reports the conflict with the Update manager, naming the field" ||
         { bad "$run: apply conflict: exit $rc"; out | sed 's/^/     | /'; }
@@ -188,8 +188,11 @@ PY
             "baremetal-cluster   Provisioned" \
             get "$cl" --no-headers -o custom-columns=NAME:.metadata.name,PHASE:.status.phase
         k get "$cl"
-        out | head -1 | grep -qE '^NAME +PHASE +AGE$' && out | tail -1 | grep -qE '^baremetal-cluster +Provisioned +[0-9]+[smh]' &&
-            ok "$run: kubectl get prints the server's table (NAME PHASE AGE)" || { bad "$run: table"; out; }
+        # v1beta2's printer columns (cluster-api api/core/v1beta2/cluster_types.go): empty
+        # availability columns here, as only the phase was written.
+        out | head -1 | grep -qE '^NAME +AVAILABLE +CP AVAILABLE +CP UP-TO-DATE +W AVAILABLE +W UP-TO-DATE +PHASE +AGE +VERSION$' &&
+            out | tail -1 | grep -qE '^baremetal-cluster +Provisioned +[0-9]+[smh]' &&
+            ok "$run: kubectl get prints the server's table (v1beta2 printer columns)" || { bad "$run: table"; out; }
     else
         skip "$run: kubectl $minor has no patch --subresource (1.24+)"
     fi
@@ -232,7 +235,7 @@ PY
     expect "$run: strategic merge patch of a ConfigMap" 0 "configmap/cm-d patched" \
         patch configmap cm-d -p '{"data":{"extra":"1"}}'
     expect "$run: strategic merge patch of a custom resource is refused (415)" 1 \
-        "error: application/strategic-merge-patch+json is not supported by cluster.x-k8s.io/v1beta1, Kind=Cluster: the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml" \
+        "error: application/strategic-merge-patch+json is not supported by cluster.x-k8s.io/v1beta2, Kind=Cluster: the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml" \
         patch cluster/baremetal-cluster -p '{"spec":{"paused":true}}'
     [ "$(jp configmap/cm-a '{.data.num}{.data.more}')" = A1 ] && ok "$run: json patch applied" || bad "$run: json patch: $(jp configmap/cm-a '{.data}')"
     # Field validation (kubectl sends fieldValidation=Strict unless --validate says otherwise): an
@@ -372,7 +375,7 @@ import json, ssl, sys, urllib.request
 reqs = json.load(urllib.request.urlopen(sys.argv[1] + "/_fake/requests", context=ssl._create_unverified_context()))
 applies = [r for r in reqs if r["method"] == "PATCH" and r["content_type"] == "application/apply-patch+yaml"]
 assert applies, "no apply requests"
-a = [r for r in applies if r["path"] == "/apis/cluster.x-k8s.io/v1beta1/namespaces/team-a/clusters/baremetal-cluster"][0]
+a = [r for r in applies if r["path"] == "/apis/cluster.x-k8s.io/v1beta2/namespaces/team-a/clusters/baremetal-cluster"][0]
 assert a["query"]["fieldManager"] == ["kubectl"] and a["query"]["force"] == ["false"], a["query"]
 assert a["body"]["kind"] == "Cluster" and a["user_agent"].startswith("kubectl"), a
 PY
@@ -434,7 +437,7 @@ converged() {  # converged CP-VERSION CP-COUNT WORKER-COUNT
     cp=$(count_machines 'cluster.x-k8s.io/control-plane' | awk -v v="$1" '$1==v && $2=="Running" && $3!="<none>"' | wc -l)
     wk=$(count_machines 'cluster.x-k8s.io/deployment-name=baremetal-cluster-workers' | awk '$2=="Running"' | wc -l)
     [ "$(count_machines 'cluster.x-k8s.io/control-plane' | wc -l)" -eq "$2" ] && [ "$cp" -eq "$2" ] && [ "$wk" -eq "$3" ] &&
-        [ "$(jp kubeadmcontrolplane/baremetal-cluster-control-plane '{.status.readyReplicas}/{.status.updatedReplicas}/{.status.version}')" = "$2/$2/$1" ] &&
+        [ "$(jp kubeadmcontrolplane/baremetal-cluster-control-plane '{.status.readyReplicas}/{.status.upToDateReplicas}/{.status.version}')" = "$2/$2/$1" ] &&
         [ "$(jp machinedeployment/baremetal-cluster-workers '{.status.readyReplicas}')" = "$3" ]
 }
 k apply --server-side -f "$seed"
@@ -442,8 +445,8 @@ k apply --server-side -f "$seed"
 sim=$!; pids+=("$sim")
 wait_until "capi-sim: 3 control-plane and 2 worker machines Running" 120 converged v1.28.0 3 2
 [ "$(jp cluster/baremetal-cluster '{.status.phase} {.metadata.finalizers[0]}')" = "Provisioned cluster.cluster.x-k8s.io" ] &&
-    [ "$(jp cluster/baremetal-cluster '{.status.conditions[?(@.type=="Ready")].status}')" = True ] &&
-    ok "capi-sim: Cluster Provisioned, Ready, with its finalizer" || bad "capi-sim: cluster status: $(jp cluster/baremetal-cluster '{.status}')"
+    [ "$(jp cluster/baremetal-cluster '{.status.conditions[?(@.type=="Available")].status}')" = True ] &&
+    ok "capi-sim: Cluster Provisioned, Available, with its finalizer" || bad "capi-sim: cluster status: $(jp cluster/baremetal-cluster '{.status}')"
 "$python" -c "import sys,urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/_fake/reset-requests', method='POST'))" "$base"
 sed 's/version: v1.28.0/version: v1.29.0/' "$seed/control-plane.yaml" >"$T/cp-v129.yaml"
 sed 's/replicas: 2/replicas: 1/' "$seed/workers.yaml" >"$T/workers-1.yaml"
