@@ -40,10 +40,22 @@ const char* to_string(NodeCondition condition)
     return "unknown";
 }
 
+nlohmann::json journal_params(const Action& action)
+{
+    nlohmann::json params = action.params;
+    if (action.secret_user_data && params.contains("configdrive") && params["configdrive"].is_object() &&
+        params["configdrive"].contains("user_data")) {
+        auto& user_data = params["configdrive"]["user_data"];
+        const std::size_t size = user_data.is_string() ? user_data.get_ref<const std::string&>().size() : 0;
+        user_data = "<withheld: " + std::to_string(size) + " bytes of bootstrap data>";
+    }
+    return params;
+}
+
 nlohmann::json to_json(const Action& action)
 {
     nlohmann::json j = {{"node", action.node}, {"verb", to_string(action.verb)}, {"reason", action.reason}};
-    if (!action.params.empty()) j["params"] = action.params;
+    if (!action.params.empty()) j["params"] = journal_params(action);
     if (!action.bmc.empty()) j["bmc"] = action.bmc;
     if (action.provisioning) j["provisioning"] = true;
     if (action.retry) j["retry"] = true;

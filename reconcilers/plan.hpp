@@ -42,7 +42,15 @@ struct Action {
     std::string bmc;           // BMC address:port this action talks to; empty when none
     bool provisioning = false; // starts a busy Ironic transition (counted against maxProvisioning)
     bool retry = false;        // a retry from a failure state (counts an attempt)
+    // params.configdrive.user_data holds a credential (a Cluster API
+    // machine's bootstrap data carries a kubeadm join token): sent to Ironic,
+    // never written to the journal, a log or a reply (journal_params).
+    bool secret_user_data = false;
 };
+
+// The parameters as the journal and the control socket may show them: a
+// secret user_data replaced by its size.
+[[nodiscard]] nlohmann::json journal_params(const Action& action);
 
 enum class NodeCondition {
     at_goal,       // nothing to do

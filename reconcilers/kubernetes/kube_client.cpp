@@ -605,7 +605,9 @@ ApiResult<AppliedObject> KubeClient::apply(const nlohmann::json& object, const s
         return std::unexpected(client_error(operation, ref.kind + " is namespaced: metadata.namespace is missing"));
     }
     remember_object_secrets(object);
-    auto path = Impl::object_path(*info, ref.namespace_, ref.name) + "?fieldManager=" + url_escape(field_manager);
+    auto path = Impl::object_path(*info, ref.namespace_, ref.name) +
+                (options.subresource.empty() ? "" : "/" + options.subresource) +
+                "?fieldManager=" + url_escape(field_manager);
     if (options.force) {
         path += "&force=true";
     }
@@ -635,6 +637,22 @@ ApiResult<AppliedObject> KubeClient::apply(const nlohmann::json& object, const s
         out.warnings = parse_warning_header(warning);
     }
     return out;
+}
+
+ApiResult<nlohmann::json> KubeClient::patch(const ObjectRef& ref, const nlohmann::json& body, PatchType type,
+                                            const std::string& field_manager, const std::string& subresource)
+{
+    auto info = m_impl->resource_for(ref.api_version, ref.kind);
+    if (!info) {
+        return std::unexpected(info.error());
+    }
+    const auto operation = Impl::operation_name("PATCH", *info, ref) + (subresource.empty() ? "" : "/" + subresource);
+    auto path = Impl::object_path(*info, ref.namespace_, ref.name) + (subresource.empty() ? "" : "/" + subresource);
+    if (!field_manager.empty()) {
+        path += "?fieldManager=" + url_escape(field_manager);
+    }
+    return m_impl->call_json("PATCH", path, operation, body.dump(),
+                             type == PatchType::merge ? "application/merge-patch+json" : "application/json-patch+json");
 }
 
 ApiResult<std::optional<nlohmann::json>> KubeClient::get(const ObjectRef& ref)

@@ -58,7 +58,11 @@ struct ApplyOptions {
     // "Warn" (the server's default) drops them with a Warning header;
     // "Ignore" drops them silently.
     std::string field_validation = "Strict";
+    // "status": apply to the status subresource (only .status is taken).
+    std::string subresource;
 };
+
+enum class PatchType { merge, json };
 
 struct AppliedObject {
     nlohmann::json object;              // as the server stored it (or would, for a dry run)
@@ -111,6 +115,14 @@ public:
     ApiResult<nlohmann::json> apply(const nlohmann::json& object, const std::string& field_manager, bool force = true);
     ApiResult<AppliedObject> apply(const nlohmann::json& object, const std::string& field_manager,
                                    const ApplyOptions& options);
+
+    // PATCH with a JSON merge patch (RFC 7386) or a JSON patch (RFC 6902),
+    // to the object or one of its subresources ("status"). A merge patch
+    // carrying metadata.resourceVersion is refused with 409 when the object
+    // changed since (optimistic locking, as controller-runtime's
+    // MergeFromWithOptimisticLock). Returns the object as stored.
+    ApiResult<nlohmann::json> patch(const ObjectRef& ref, const nlohmann::json& body, PatchType type,
+                                    const std::string& field_manager, const std::string& subresource = {});
 
     // nullopt when the object does not exist (404).
     ApiResult<std::optional<nlohmann::json>> get(const ObjectRef& ref);
