@@ -339,7 +339,7 @@ int main(int argc, char** argv)
         std::size_t actions = 0;
         for (int rep = 0; rep < 5; ++rep) {
             const auto t = Clock::now();
-            Plan plan = plan_nodes(PlanInput{*state, observed, memory, "bench", 1.7e9, {}});
+            Plan plan = plan_nodes(PlanInput{*state, observed, memory, "bench", 1.7e9, {}, {}});
             plan_ms.push_back(ms_since(t));
             actions = plan.actions.size();
         }
@@ -381,7 +381,7 @@ int main(int argc, char** argv)
                 die("load after a change failed");
             }
             const auto t2 = Clock::now();
-            Plan plan = plan_nodes(PlanInput{*loaded->state, observed, memory, "bench", 1.7e9, {}});
+            Plan plan = plan_nodes(PlanInput{*loaded->state, observed, memory, "bench", 1.7e9, {}, {}});
             const auto t3 = Clock::now();
             change_ms.push_back(std::chrono::duration<double, std::milli>(t3 - t0).count());
             poll_c.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());

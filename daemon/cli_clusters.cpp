@@ -74,6 +74,14 @@ void add_machines(Rows& rows, const json& machines, const std::string& prefix, b
             const json& m = *members.front();
             std::string note = message_of(m);
             if (auto node = str(m, "node"); !node.empty()) note = "node " + node + (note.empty() ? "" : "; " + note);
+            if (auto ironic = str(m, "ironicNode"); !ironic.empty() || !str(m, "step").empty()) {
+                // metalsync's own provider: the bare-metal node under the machine, and why it waits.
+                std::string metal = ironic.empty() ? "no Ironic node yet"
+                                                   : "Ironic " + ironic + " (" + or_dash(str(m, "provisionState")) + ")";
+                const std::string step = str(m, "step");
+                if (step != "in-sync" && !str(m, "message").empty()) metal += ": " + str(m, "message");
+                note = truncate(metal, 80) + (note.empty() ? "" : "; " + note);
+            }
             rows.push_back({branch + "Machine/" + str(m, "name"), ready_of(m), or_dash(str(m, "phase")), "",
                             or_dash(str(m, "version")), note});
         } else {

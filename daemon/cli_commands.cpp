@@ -13,6 +13,8 @@
 #include "reconcilers/node_memory_conversion.hpp"
 #include "reconcilers/node_planner.hpp"
 #include "reconcilers/openstack/clouds_config.hpp"
+#include "reconcilers/provider/controller.hpp"
+#include "reconcilers/provider/objects.hpp"
 #include "store/store.hpp"
 
 namespace metalsync {
@@ -140,6 +142,7 @@ int run_plan(const PlanOptions& options)
     // against this state directory yet).
     ObservedState observed;
     std::map<std::string, NodeMemory> memory;
+    std::vector<ClaimRow> claims;  // the provider's, from the store: those nodes are not Git's to plan
     std::string observed_from = "nothing observed yet (no Ironic configured, no store)";
     std::filesystem::path state_dir = !options.state_dir.empty() ? std::filesystem::path(options.state_dir)
                                       : config                   ? config->state_dir
@@ -170,6 +173,7 @@ int run_plan(const PlanOptions& options)
                 memory[st.name] = std::move(m);
             }
         }
+        if (auto rows = reader->list_claims()) claims = std::move(*rows);
         if (auto inspections = reader->list_inspections()) {
             for (const auto& record : *inspections) {
                 memory[record.name].inspection = inspection_memory(record);
@@ -202,7 +206,9 @@ int run_plan(const PlanOptions& options)
     }
     // The instance names this bastion's nodes in Ironic (extra) as the daemon does.
     const std::string instance = config ? config->instance : std::string("metalsync");
-    PlanInput input{*loaded->state, observed, memory, instance, static_cast<double>(std::time(nullptr)), {}};
+    PlanInput input{*loaded->state, observed, memory, instance, static_cast<double>(std::time(nullptr)), {}, {}};
+    input.claimed = provider::claim_holds(provider::pool_nodes(*loaded->state, observed),
+                                          provider::claim_table_from_rows(claims, nullptr));
     Plan plan = plan_nodes(input);
     if (options.output == "json") {
         auto j = to_json(plan);

@@ -61,7 +61,7 @@ void Daemon::register_commands(ControlServer& server)
                 by_condition[n.condition] = by_condition.value(n.condition, 0) + 1;
                 std::string st = n.provision_state.empty() ? "not enrolled" : n.provision_state;
                 by_state[st] = by_state.value(st, 0) + 1;
-                if (n.condition == "at-goal") ++at_goal;
+                if (n.condition == "at-goal" || n.condition == "claimed") ++at_goal;  // claimed: settled as far as Git goes
             }
             auto stats = m_executor->stats();
             const KubeSnapshot kube = m_kube->snapshot();

@@ -90,6 +90,17 @@ struct NodeView {
     nlohmann::json inspection;  // inspection_json(): collected hardware and the check against expect; null when none
 };
 
+// A MetalsyncMachine as the provider last judged it, for the socket's readers.
+struct MachineView {
+    std::string namespace_;
+    std::string name;
+    std::string cluster;
+    std::string node;     // the claimed node; empty: none
+    std::string step;     // to_string(ClaimStep)
+    std::string reason;   // the Ready condition's reason
+    std::string message;
+};
+
 struct LoopView {
     std::string revision;
     std::string revision_author;
@@ -106,6 +117,8 @@ struct LoopView {
     double git_poll_since = 0;     // a poll running on the Git thread since then; 0 when none
     std::string store_error;  // the last failed write to the state database, until one succeeds
     std::map<std::string, NodeView> nodes;
+    std::vector<MachineView> machines;  // the provider's MetalsyncMachines (provider.enabled)
+    std::string provider_error;         // why the provider's last view is incomplete
     Plan plan;
     bool ready = false;
 };
@@ -125,6 +138,13 @@ private:
     void take_git_poll(const std::expected<PollResult, GitError>& polled, double started, double now);
     bool observe(double now);
     void plan_and_submit(double now);
+    // The Cluster API provider's pass (daemon_provider.cpp): claims written
+    // to the store, its Ironic actions appended to `actions`, its Kubernetes
+    // writes queued to the Kubernetes worker. Returns the nodes its claims
+    // hold (node -> why), for the node planner, also when the provider is
+    // disabled: a node running a machine is never taken back by Git's word.
+    std::map<std::string, std::string> provider_step(const DesiredState& desired, double now,
+                                                     std::vector<Action>& actions);
     void record_completions(double now);
     void request_wakeup();
     void update_gauges();
@@ -177,6 +197,7 @@ private:
     ObservedState m_observed;
     std::vector<JournalEntry> m_interrupted;                  // unfinished at start-up, until Ironic is observed
     std::map<std::string, std::string> m_restored_states;    // provision states of the store's last observation
+    std::map<std::string, std::string> m_provider_reported;  // machine -> last step reported as an event
 
     mutable std::mutex m_view_mutex;
     LoopView m_view;

@@ -235,7 +235,9 @@ void Daemon::plan_and_submit(double now)
             if (!memory.contains(name)) memory[name] = node_memory(status);
         }
     }
-    PlanInput input{*desired, m_observed, memory, m_config.instance, now, {}};
+    std::vector<Action> provider_actions;
+    PlanInput input{*desired, m_observed, memory, m_config.instance, now, {}, {}};
+    input.claimed = provider_step(*desired, now, provider_actions);
     if (m_credentials) {
         input.secret_hashes = current_secret_hashes(*desired, *m_credentials, m_hmac_key);
     }
@@ -261,6 +263,15 @@ void Daemon::plan_and_submit(double now)
         q.action = a;
         q.revision = commit.id;
         q.author = commit.author_name;
+        wanted.push_back(std::move(q));
+    }
+    for (auto& a : provider_actions) {
+        if (m_suspended || suspended_nodes.contains(a.node)) {
+            continue;
+        }
+        QueuedAction q;
+        q.action = std::move(a);
+        q.revision = commit.id;  // the revision in force; no author: a Machine asked, not a commit
         wanted.push_back(std::move(q));
     }
     auto replaced = m_executor->replace_queue(std::move(wanted));

@@ -215,6 +215,8 @@ int Daemon::run()
             }
         });
     m_kube->set_apply_counter([this](std::string_view outcome) { m_metrics.kube_apply(outcome); });
+    // A new view of the provider's objects: plan on it now, not at the next tick.
+    m_kube->set_provider_listener([this] { request_wakeup(); });
 
     // Signals: blocked in every thread, taken by one thread with sigwait and
     // turned into flags the loop reads. No logic in a handler.
@@ -256,7 +258,7 @@ int Daemon::run()
             entry.object_kind = "Node";
             entry.object_name = item.action.node;
             entry.verb = to_string(item.action.verb);
-            entry.params = item.action.params;
+            entry.params = journal_params(item.action);
             entry.revision = item.revision;
             entry.author = item.author;
             entry.created_at = unix_now();
@@ -338,7 +340,7 @@ int Daemon::run()
             std::lock_guard lock(m_view_mutex);
             std::size_t at_goal = 0;
             for (const auto& [_, n] : m_view.nodes) {
-                if (n.condition == "at-goal") ++at_goal;
+                if (n.condition == "at-goal" || n.condition == "claimed") ++at_goal;  // claimed: settled as far as Git goes
             }
             auto status = "STATUS=" + std::to_string(m_view.nodes.size()) + " nodes, " + std::to_string(at_goal) +
                           " at goal; revision " + short_id(m_view.revision);

@@ -40,6 +40,30 @@ std::string kube_status_text(const KubeSnapshot& snapshot)
     return text;
 }
 
+// Each Machine whose infrastructure is a MetalsyncMachine gains what the
+// provider knows: its Ironic node, that node's state, and why it waits.
+static json with_provider(json tree, const std::map<std::string, json>& provider)
+{
+    if (provider.empty()) return tree;
+    const std::string ns = tree.value("namespace", "");
+    auto enrich = [&](json& machines) {
+        if (!machines.is_array()) return;
+        for (auto& m : machines) {
+            const json infra = m.value("infrastructure", json::object());
+            if (infra.value("kind", "") != "MetalsyncMachine") continue;
+            auto it = provider.find(ns + "/" + infra.value("name", ""));
+            if (it == provider.end()) continue;
+            for (const auto& [key, value] : it->second.items()) m[key] = value;
+        }
+    };
+    if (tree.contains("controlPlane") && tree["controlPlane"].is_object()) enrich(tree["controlPlane"]["machines"]);
+    if (tree.contains("machineDeployments") && tree["machineDeployments"].is_array()) {
+        for (auto& md : tree["machineDeployments"]) enrich(md["machines"]);
+    }
+    if (tree.contains("otherMachines")) enrich(tree["otherMachines"]);
+    return tree;
+}
+
 void register_kube_commands(ControlServer& server, KubeWorker& worker, const StoreReader& reader)
 {
     server.add_command(
@@ -81,7 +105,7 @@ void register_kube_commands(ControlServer& server, KubeWorker& worker, const Sto
             if (matches.size() > 1) {
                 return {k_result_error, "cluster '" + name + "' exists in several namespaces; give the namespace", nullptr};
             }
-            const json& tree = *matches.front();
+            const json tree = with_provider(*matches.front(), worker.provider_machines());
             const std::string ns = tree.value("namespace", "");
             json objects = json::array();
             for (const auto& v : snapshot.objects) {

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "daemon/provider_crds.hpp"
+#include "reconcilers/provider/objects.hpp"
 #include "reconcilers/kubernetes/cluster_reader.hpp"
 #include "sources/document_parser.hpp"
 #include "sources/revision_loader.hpp"
@@ -164,6 +165,155 @@ void KubeWorker::wake()
         m_wake = true;
     }
     m_cv.notify_all();
+}
+
+std::shared_ptr<const provider::ProviderView> KubeWorker::provider_view() const
+{
+    std::lock_guard lock(m_mutex);
+    return m_provider_view;
+}
+
+void KubeWorker::queue_provider_writes(std::vector<provider::KubeWrite> writes)
+{
+    if (writes.empty()) return;
+    {
+        std::lock_guard lock(m_mutex);
+        for (auto& w : writes) {
+            auto same = std::find_if(m_provider_writes.begin(), m_provider_writes.end(), [&](const provider::KubeWrite& q) {
+                return q.op == w.op && q.kind == w.kind && q.namespace_ == w.namespace_ && q.name == w.name;
+            });
+            if (same != m_provider_writes.end()) {
+                *same = std::move(w);
+            } else {
+                m_provider_writes.push_back(std::move(w));
+            }
+        }
+        m_wake = true;
+    }
+    m_cv.notify_all();
+}
+
+provider::ProviderView KubeWorker::read_provider_view(KubeClient& client)
+{
+    provider::ProviderView view;
+    view.read_at = unix_now();
+    const auto capi = client.preferred_version("cluster.x-k8s.io");
+    view.v1beta2_contract = capi.value_or("v1beta2") != "v1beta1" && capi.value_or("v1beta2") != "v1alpha4";
+    const std::string capi_version = std::string("cluster.x-k8s.io/") + capi.value_or("v1beta2");
+    std::vector<json> lists[4];
+    const std::pair<std::string, std::string> kinds[4] = {{provider::k_provider_api_version, "MetalsyncMachine"},
+                                                          {provider::k_provider_api_version, "MetalsyncCluster"},
+                                                          {capi_version, "Machine"},
+                                                          {capi_version, "Cluster"}};
+    for (int i = 0; i < 4; ++i) {
+        auto listed = client.list(kinds[i].first, kinds[i].second);
+        if (!listed) {
+            view.error = "cannot list " + kinds[i].second + "s: " + listed.error().describe();
+            return view;
+        }
+        lists[i] = std::move(*listed);
+    }
+    view = provider::assemble_view(lists[0], lists[1], lists[2], lists[3]);
+    view.read_at = unix_now();
+    view.v1beta2_contract = capi.value_or("v1beta2") != "v1beta1" && capi.value_or("v1beta2") != "v1alpha4";
+    // Bootstrap data, for machines still to be deployed only: once a node
+    // runs the machine, its join token is nobody's business here.
+    for (auto& mv : view.machines) {
+        if (mv.bootstrap_secret.empty() || mv.machine.deleting || mv.machine.provisioned || !mv.problem.empty()) continue;
+        auto secret = client.get(ObjectRef{"v1", "Secret", mv.machine.ref.namespace_, mv.bootstrap_secret});
+        if (!secret) {
+            view.complete = false;
+            view.error = "cannot read bootstrap data Secret " + mv.machine.ref.namespace_ + "/" + mv.bootstrap_secret +
+                         ": " + secret.error().describe();
+            continue;
+        }
+        if (!*secret) continue;  // not written yet: the machine waits for it
+        auto data = provider::bootstrap_from_secret(**secret);
+        if (!data) {
+            mv.bootstrap_problem = "bootstrap data Secret " + mv.bootstrap_secret + ": " + data.error();
+            continue;
+        }
+        mv.bootstrap = std::move(*data);
+    }
+    return view;
+}
+
+void KubeWorker::provider_pass(KubeClient& client, const std::string& revision)
+{
+    std::vector<provider::KubeWrite> writes;
+    {
+        std::lock_guard lock(m_mutex);
+        writes.swap(m_provider_writes);
+    }
+    for (const auto& w : writes) {
+        const ObjectRef ref{provider::k_provider_api_version, w.kind, w.namespace_, w.name};
+        ApiResult<json> done = std::unexpected(ApiError{});
+        switch (w.op) {
+        case provider::KubeWrite::Op::set_finalizers:
+            done = client.patch(ref, json{{"metadata", {{"finalizers", w.value}, {"resourceVersion", w.resource_version}}}},
+                                PatchType::merge, provider::k_provider_field_manager);
+            break;
+        case provider::KubeWrite::Op::set_provider_id:
+            done = client.patch(ref, json{{"spec", {{"providerID", w.value}}}}, PatchType::merge,
+                                provider::k_provider_field_manager);
+            break;
+        case provider::KubeWrite::Op::apply_status: {
+            json body = {{"apiVersion", provider::k_provider_api_version},
+                         {"kind", w.kind},
+                         {"metadata", {{"name", w.name}, {"namespace", w.namespace_}}},
+                         {"status", w.value}};
+            ApplyOptions options;
+            options.subresource = "status";
+            auto applied = client.apply(body, provider::k_provider_field_manager, options);
+            if (applied) {
+                done = std::move(applied->object);
+            } else {
+                done = std::unexpected(applied.error());
+            }
+            break;
+        }
+        }
+        const std::string key = w.describe();
+        if (done) {
+            spdlog::debug("provider: wrote {}", key);
+            m_provider_write_errors.erase(key);
+            continue;
+        }
+        const int code = done.error().http_status;
+        if (code == 404 || code == 409) {
+            // Gone, or changed since it was read: the next pass decides again.
+            spdlog::debug("provider: {}: {}", key, done.error().describe());
+            continue;
+        }
+        const std::string message = done.error().describe();
+        if (m_provider_write_errors[key] != message) {
+            m_provider_write_errors[key] = message;
+            spdlog::warn("provider: cannot write {}: {}", key, message);
+            emit(w.kind, w.namespace_ + "/" + w.name, "provider.write.failed", "cannot write " + key + ": " + message,
+                 revision, false);
+        }
+    }
+    auto view = std::make_shared<provider::ProviderView>(read_provider_view(client));
+    if (!view->error.empty()) {
+        spdlog::debug("provider: {}", view->error);
+    }
+    {
+        std::lock_guard lock(m_mutex);
+        m_provider_view = std::move(view);
+    }
+    if (m_provider_listener) m_provider_listener();
+}
+
+void KubeWorker::set_provider_machines(std::map<std::string, nlohmann::json> machines)
+{
+    std::lock_guard lock(m_mutex);
+    m_provider_machines = std::move(machines);
+}
+
+std::map<std::string, nlohmann::json> KubeWorker::provider_machines() const
+{
+    std::lock_guard lock(m_mutex);
+    return m_provider_machines;
 }
 
 KubeSnapshot KubeWorker::snapshot() const
@@ -452,6 +602,19 @@ void KubeWorker::run_pass()
         if (changed && m_save) m_save(revision, owned);
     }
 
+    bool provider_settled = true;
+    if (settings.install_provider && !transport_failed) {
+        provider_pass(client, revision);
+        std::lock_guard lock(m_mutex);
+        provider_settled = m_provider_writes.empty() && m_provider_view && m_provider_view->complete;
+        if (provider_settled) {
+            for (const auto& mv : m_provider_view->machines) {
+                const bool provisioned = mv.status.provisioned.value_or(false);
+                provider_settled = provider_settled && provisioned && !mv.machine.deleting;
+            }
+        }
+    }
+
     // Cluster API status of every Cluster in Git or ours.
     std::set<ObjectRef> cluster_refs;
     for (const auto& v : plan.verdicts) {
@@ -480,7 +643,7 @@ void KubeWorker::run_pass()
         next.clusters.push_back(std::move(tree));
     }
 
-    bool settled = !acted && clusters_settled && next.pending.empty();
+    bool settled = !acted && clusters_settled && provider_settled && next.pending.empty();
     for (const auto& v : plan.verdicts) settled = settled && quiet_state(v.state);
     next.objects = std::move(plan.verdicts);
     publish(settled);

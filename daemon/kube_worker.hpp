@@ -29,6 +29,7 @@
 #include "reconcilers/kubernetes/kube_client.hpp"
 #include "reconcilers/kubernetes/kube_observer.hpp"
 #include "reconcilers/kubernetes/kube_planner.hpp"
+#include "reconcilers/provider/controller.hpp"
 #include "sources/desired_state.hpp"
 #include "store/records.hpp"
 
@@ -82,6 +83,21 @@ public:
     // (the server refuses the object as Git has it). Set before start().
     void set_apply_counter(std::function<void(std::string_view outcome)> counter) { m_count_apply = std::move(counter); }
 
+    // The Cluster API provider (settings.install_provider). Each pass reads
+    // the provider's objects into a view for the loop (provider_view; the
+    // listener is called, on the worker thread, when a new one is ready), and
+    // first sends the writes the loop queued (queue_provider_writes: a later
+    // write of the same field of the same object replaces an earlier one).
+    [[nodiscard]] std::shared_ptr<const provider::ProviderView> provider_view() const;
+    void set_provider_listener(std::function<void()> listener) { m_provider_listener = std::move(listener); }
+    void queue_provider_writes(std::vector<provider::KubeWrite> writes);
+
+    // What the provider knows of each MetalsyncMachine (namespace/name ->
+    // {"ironicNode", "provisionState", "step", "reason", "message"}), set by
+    // the loop for the socket's cluster views.
+    void set_provider_machines(std::map<std::string, nlohmann::json> machines);
+    [[nodiscard]] std::map<std::string, nlohmann::json> provider_machines() const;
+
     [[nodiscard]] KubeSnapshot snapshot() const;
     [[nodiscard]] bool enabled() const;
 
@@ -91,6 +107,9 @@ public:
 private:
     void thread_main();
     bool ensure_client(KubeSnapshot& next, const KubeWorkerSettings& settings);
+    // Sends the queued writes, then reads the provider's objects into a new view.
+    void provider_pass(KubeClient& client, const std::string& revision);
+    provider::ProviderView read_provider_view(KubeClient& client);
     // `from_commit`: the event is a consequence of the revision (its author
     // is recorded); false for what nobody's commit caused (drift corrected,
     // the API server's reachability, Cluster API status).
@@ -119,6 +138,12 @@ private:
     const std::vector<KubeObject> m_provider_crds;  // parsed once from the built-in schemas/crds
     std::string m_last_error_reported;
     bool m_settled = false;
+
+    std::shared_ptr<const provider::ProviderView> m_provider_view;
+    std::vector<provider::KubeWrite> m_provider_writes;
+    std::function<void()> m_provider_listener;
+    std::map<std::string, nlohmann::json> m_provider_machines;
+    std::map<std::string, std::string> m_provider_write_errors;  // last error per write, logged once
 
     EventSink m_events;
     std::function<void(std::string_view)> m_count_apply;

@@ -505,7 +505,11 @@ DaemonMetrics::DaemonMetrics(std::string version, double start_time_seconds)
                                            "Calls to Ironic, by outcome (success or error type).", {"outcome"})),
       m_kube_apply(m_registry.counter("metalsync_kube_apply_total",
                                       "Server-side applies sent to the Kubernetes management cluster, by outcome: success, error, dry-run (asked what the server would store, to decide whether to apply), refused (the server refuses the object as Git has it).", {"outcome"})),
-      m_kube_objects(m_registry.gauge("metalsync_kube_objects", "Kubernetes objects managed, by state.", {"state"}))
+      m_kube_objects(m_registry.gauge("metalsync_kube_objects", "Kubernetes objects managed, by state.", {"state"})),
+      m_provider_machines(m_registry.gauge("metalsync_provider_machines",
+                                           "The Cluster API provider's MetalsyncMachines, by their last step (claim, deploy, in-sync, wait, release, failed ...).", {"step"})),
+      m_provider_steps(m_registry.counter("metalsync_provider_steps_total",
+                                          "Steps the Cluster API provider took or reported, by step: claim, deploy, report-provisioned, release, unclaim, forget, conflict, failed ...; counted once per change of a machine's step.", {"step"}))
 {
     m_registry.gauge("metalsync_build_info", "The running metalsync's version; always 1.", {"version"})
         .labels({std::move(version)})
@@ -588,7 +592,7 @@ void DaemonMetrics::set_nodes_by_condition(const std::map<std::string, int>& cou
     auto values = one_label(counts);
     for (auto condition :
          {NodeCondition::at_goal, NodeCondition::progressing, NodeCondition::waiting, NodeCondition::failed,
-          NodeCondition::orphaned, NodeCondition::held, NodeCondition::maintenance}) {
+          NodeCondition::orphaned, NodeCondition::held, NodeCondition::maintenance, NodeCondition::claimed}) {
         values.try_emplace(LabelValues{to_string(condition)}, 0);
     }
     m_nodes_by_condition.replace(values);
@@ -669,6 +673,16 @@ void DaemonMetrics::kube_apply(std::string_view outcome)
 void DaemonMetrics::set_kube_objects(const std::map<std::string, int>& by_state)
 {
     m_kube_objects.replace(one_label(by_state));
+}
+
+void DaemonMetrics::set_provider_machines(const std::map<std::string, int>& by_step)
+{
+    m_provider_machines.replace(one_label(by_step));
+}
+
+void DaemonMetrics::provider_step(std::string_view step)
+{
+    m_provider_steps.labels({std::string(step)}).inc();
 }
 
 void DaemonMetrics::set_ready(bool ready)

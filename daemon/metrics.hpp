@@ -197,6 +197,10 @@ public:
     void observe_finished(bool ok, double seconds);
     void kube_apply(std::string_view outcome);
     void set_kube_objects(const std::map<std::string, int>& by_state);
+    // The provider's MetalsyncMachines by their last step (claim, deploy,
+    // in-sync, wait, release, failed ...), and each step taken.
+    void set_provider_machines(const std::map<std::string, int>& by_step);
+    void provider_step(std::string_view step);
     // Readiness as sd_notify reports it: a revision is in force.
     void set_ready(bool ready);
     void set_suspended(bool suspended);
@@ -236,6 +240,8 @@ private:
     metrics::Counter m_observe_failures;
     metrics::CounterFamily m_kube_apply;
     metrics::GaugeFamily m_kube_objects;
+    metrics::GaugeFamily m_provider_machines;
+    metrics::CounterFamily m_provider_steps;
     metrics::Gauge m_ready;
     metrics::Gauge m_suspended;
 };

@@ -415,6 +415,37 @@ struct NodePlanner {
         }
     }
 
+    // A node a Cluster API machine's claim holds: the provider drives its
+    // provision state, instance_info and power; Git keeps governing what
+    // any node has (driver and credentials, properties, interfaces,
+    // resource class, ports, maintenance). Never retired while held, even
+    // when Git removed it.
+    void plan_claimed(const NodeSpec* spec, const ObservedNode& node, const std::string& why)
+    {
+        if (spec == nullptr) {
+            verdict(node.name, NodeCondition::claimed, why);
+            return;
+        }
+        if (is_busy_state(node.provision_state) || !node.reservation.empty()) {
+            verdict(spec->name, NodeCondition::claimed, why + "; " + node.provision_state);
+            return;
+        }
+        if (node.maintenance != spec->maintenance ||
+            (spec->maintenance && !spec->maintenance_reason.empty() &&
+             node.maintenance_reason != spec->maintenance_reason)) {
+            add(*spec, ActionVerb::set_maintenance,
+                spec->maintenance ? "Git puts the node in maintenance" : "Git takes the node out of maintenance",
+                {{"maintenance", spec->maintenance}, {"reason", spec->maintenance_reason}});
+            verdict(spec->name, NodeCondition::progressing, "maintenance change; " + why);
+            return;
+        }
+        if (plan_drift(*spec, node)) {
+            verdict(spec->name, NodeCondition::progressing, "Git's change applied; " + why);
+            return;
+        }
+        verdict(spec->name, NodeCondition::claimed, why);
+    }
+
     void plan_orphan(const ObservedNode& node)
     {
         bool ours = node.extra.is_object() && node.extra.contains("metalsync") &&
@@ -532,6 +563,8 @@ Plan plan_nodes(const PlanInput& input)
         auto it = input.observed.nodes.find(name);
         if (it == input.observed.nodes.end()) {
             planner.plan_missing(spec);
+        } else if (auto held = input.claimed.find(name); held != input.claimed.end()) {
+            planner.plan_claimed(&spec, it->second, held->second);
         } else {
             planner.plan_existing(spec, it->second);
         }
@@ -539,7 +572,11 @@ Plan plan_nodes(const PlanInput& input)
     std::size_t removed_from_git = 0;  // observed nodes not in Git
     for (const auto& [name, node] : input.observed.nodes) {
         if (!input.desired.nodes.contains(name)) {
-            planner.plan_orphan(node);
+            if (auto held = input.claimed.find(name); held != input.claimed.end()) {
+                planner.plan_claimed(nullptr, node, held->second);
+            } else {
+                planner.plan_orphan(node);
+            }
             ++removed_from_git;
         }
     }

@@ -44,6 +44,10 @@ struct PlanInput {
     // planner compares it with memory.applied_secret_hash to notice rotation
     // and drift that Ironic's masking hides.
     std::map<std::string, std::string> secret_hashes;
+    // Node name -> why: nodes a Cluster API machine's claim holds
+    // (provider::claim_holds). Their provisioning is the provider's; the
+    // planner keeps only what Git governs on any node, and never retires them.
+    std::map<std::string, std::string> claimed;
 };
 
 // The node half of the plan. Pure: the same inputs give the same plan.

@@ -41,6 +41,7 @@ struct ObservedNode {
     std::map<std::string, std::string> interfaces;  // boot, deploy, ... as Ironic reports them
     std::optional<bool> automated_clean;
     std::string provision_updated_at;
+    std::string instance_uuid;           // the instance the node runs (a Cluster API machine's uid); empty when none
     std::vector<ObservedPort> ports;
 };
 

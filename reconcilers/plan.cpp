@@ -36,6 +36,7 @@ const char* to_string(NodeCondition condition)
     case NodeCondition::orphaned: return "orphaned";
     case NodeCondition::held: return "held";
     case NodeCondition::maintenance: return "maintenance";
+    case NodeCondition::claimed: return "claimed";
     }
     return "unknown";
 }

@@ -60,6 +60,7 @@ enum class NodeCondition {
     orphaned,      // in Ironic, not in Git, prune off (or never ours)
     held,          // an undeploy or delete held by the mass-deletion guard
     maintenance,   // in maintenance as the spec asks: no provisioning steps
+    claimed,       // a Cluster API machine's claim holds it: the provider drives its provisioning
 };
 
 [[nodiscard]] const char* to_string(NodeCondition condition);

@@ -132,6 +132,19 @@ ALTER TABLE node_status ADD COLUMN inspected         INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE node_status ADD COLUMN was_active        INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE node_status ADD COLUMN uuid              TEXT NOT NULL DEFAULT '';
 )sql"},
+    // The Cluster API provider's claims (reconcilers/provider/claim.hpp): one
+    // machine per node and one node per machine, enforced by the database.
+    {3, "provider_claims: which MetalsyncMachine holds which node", R"sql(
+CREATE TABLE provider_claims (
+    node              TEXT PRIMARY KEY,
+    machine_uid       TEXT NOT NULL UNIQUE,
+    machine_namespace TEXT NOT NULL,
+    machine_name      TEXT NOT NULL,
+    cluster           TEXT NOT NULL,
+    phase             TEXT NOT NULL,
+    updated_at        REAL NOT NULL
+);
+)sql"},
 };
 
 static_assert(k_application_id == 1836284270, "keep the migration's PRAGMA application_id in step");

@@ -77,6 +77,7 @@ json to_json(const ObservedNode& node)
         {"interfaces", std::move(interfaces)},
         {"automated_clean", node.automated_clean ? json(*node.automated_clean) : json(nullptr)},
         {"provision_updated_at", node.provision_updated_at},
+        {"instance_uuid", node.instance_uuid},
         {"ports", std::move(ports)},
     };
 }
@@ -125,6 +126,7 @@ std::expected<ObservedNode, StoreError> observed_node_from_json(const json& j)
             node.automated_clean = it->get<bool>();
         }
         read_field(j, "provision_updated_at", node.provision_updated_at);
+        read_field(j, "instance_uuid", node.instance_uuid);
         if (auto it = j.find("ports"); it != j.end() && !it->is_null()) {
             for (const auto& port : *it) {
                 node.ports.push_back(port_from(port));

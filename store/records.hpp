@@ -102,6 +102,20 @@ struct NodeStatus {
     std::string uuid;                  // last Ironic uuid seen
 };
 
+// A claim of metalsync's Cluster API provider: the MetalsyncMachine that
+// holds a node (provider::ClaimRecord, converted in reconcilers/provider/objects).
+struct ClaimRow {
+    std::string node;
+    std::string machine_namespace;
+    std::string machine_name;
+    std::string machine_uid;
+    std::string cluster;
+    std::string phase;  // claimed | releasing
+    double updated_at = 0;
+
+    friend bool operator==(const ClaimRow&, const ClaimRow&) = default;
+};
+
 struct KubeInventoryRow {
     std::string api_version;
     std::string kind;

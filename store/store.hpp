@@ -88,6 +88,8 @@ public:
     [[nodiscard]] std::expected<std::optional<KubeInventory>, StoreError> last_inventory() const;
 
     [[nodiscard]] std::expected<std::optional<std::string>, StoreError> get_meta(std::string_view key) const;
+    // The provider's claims, by node name.
+    [[nodiscard]] std::expected<std::vector<ClaimRow>, StoreError> list_claims() const;
 
 protected:
     explicit StoreReads(std::unique_ptr<detail::Connection> connection);
@@ -180,6 +182,12 @@ public:
                                                                  const std::vector<KubeInventoryRow>& rows);
 
     [[nodiscard]] std::expected<void, StoreError> set_meta(std::string_view key, std::string_view value);
+    // Records the claim of row.machine_uid (replacing its earlier one). The
+    // database refuses a node already claimed by another machine: the error
+    // names the node and that machine, and nothing changes.
+    [[nodiscard]] std::expected<void, StoreError> put_claim(const ClaimRow& row);
+    // false when the machine had no claim.
+    [[nodiscard]] std::expected<bool, StoreError> delete_claim(std::string_view machine_uid);
     [[nodiscard]] std::expected<void, StoreError> delete_meta(std::string_view key);
 
 private:

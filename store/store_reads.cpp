@@ -555,4 +555,26 @@ Result<std::optional<std::string>> StoreReads::get_meta(std::string_view key) co
     return meta_value(m_connection->db, key);
 }
 
+Result<std::vector<ClaimRow>> StoreReads::list_claims() const
+{
+    std::lock_guard lock(m_connection->mutex);
+    auto st = m_connection->db.prepare("SELECT node, machine_namespace, machine_name, machine_uid, cluster, phase, "
+                                       "updated_at FROM provider_claims ORDER BY node",
+                                       "listing the provider's claims");
+    if (!st) {
+        return std::unexpected(st.error());
+    }
+    std::vector<ClaimRow> rows;
+    while (true) {
+        auto row = st->step();
+        if (!row) {
+            return std::unexpected(row.error());
+        }
+        if (!*row) {
+            return rows;
+        }
+        rows.push_back({st->text(0), st->text(1), st->text(2), st->text(3), st->text(4), st->text(5), st->real(6)});
+    }
+}
+
 } // namespace metalsync

@@ -398,4 +398,47 @@ Result<void> Store::delete_meta(std::string_view key)
     return run(m_connection->db, "DELETE FROM meta WHERE key = ?1", "deleting a meta value", key);
 }
 
+Result<void> Store::put_claim(const ClaimRow& row)
+{
+    std::lock_guard lock(m_connection->mutex);
+    auto& db = m_connection->db;
+    // The upsert's target is the machine; a node held by another machine
+    // violates the node's PRIMARY KEY, and SQLite refuses the statement whole.
+    auto done = run(db,
+                    "INSERT INTO provider_claims (node, machine_uid, machine_namespace, machine_name, cluster, phase, "
+                    "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                    "ON CONFLICT (machine_uid) DO UPDATE SET node = excluded.node, "
+                    "machine_namespace = excluded.machine_namespace, machine_name = excluded.machine_name, "
+                    "cluster = excluded.cluster, phase = excluded.phase, updated_at = excluded.updated_at",
+                    "saving a claim", row.node, row.machine_uid, row.machine_namespace, row.machine_name, row.cluster,
+                    row.phase, row.updated_at);
+    if (done) {
+        return done;
+    }
+    auto st = db.prepare("SELECT machine_namespace, machine_name FROM provider_claims WHERE node = ?1 AND "
+                         "machine_uid <> ?2",
+                         "reading a claim");
+    if (st) {
+        st->bind_all(row.node, row.machine_uid);
+        if (auto found = st->step(); found && *found) {
+            return std::unexpected(StoreError{"node " + row.node + " is already claimed by MetalsyncMachine " +
+                                                  st->text(0) + "/" + st->text(1) + "; not claimed for " +
+                                                  row.machine_namespace + "/" + row.machine_name,
+                                              done.error().kind});
+        }
+    }
+    return done;
+}
+
+Result<bool> Store::delete_claim(std::string_view machine_uid)
+{
+    std::lock_guard lock(m_connection->mutex);
+    auto& db = m_connection->db;
+    if (auto done = run(db, "DELETE FROM provider_claims WHERE machine_uid = ?1", "deleting a claim", machine_uid);
+        !done) {
+        return std::unexpected(done.error());
+    }
+    return db.changes() > 0;
+}
+
 } // namespace metalsync

@@ -22,7 +22,7 @@ constexpr int k_max_pages = 100'000;   // a server that never stops paging is a 
 constexpr const char* k_node_fields =
     "uuid,name,driver,provision_state,target_provision_state,power_state,target_power_state,"
     "maintenance,maintenance_reason,last_error,reservation,driver_info,properties,instance_info,"
-    "extra,resource_class,automated_clean,provision_updated_at,"
+    "extra,resource_class,automated_clean,provision_updated_at,instance_uuid,"
     "bios_interface,boot_interface,console_interface,deploy_interface,inspect_interface,"
     "management_interface,network_interface,power_interface,raid_interface,rescue_interface,"
     "storage_interface,vendor_interface";
@@ -123,6 +123,7 @@ ObservedNode ironic_node_from_json(const json& n)
         node.automated_clean = it->get<bool>();
     }
     node.provision_updated_at = str(n, "provision_updated_at");
+    node.instance_uuid = str(n, "instance_uuid");
     for (const auto& [key, value] : n.items()) {
         if (key.ends_with("_interface") && value.is_string()) {
             node.interfaces[key.substr(0, key.size() - std::string_view("_interface").size())] = value.get<std::string>();

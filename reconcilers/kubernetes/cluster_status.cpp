@@ -86,6 +86,9 @@ json machine_json(const json& machine)
     if (!node.empty()) out["node"] = node;
     const std::string provider = text(machine, {"spec", "providerID"});
     if (!provider.empty()) out["providerID"] = provider;
+    const std::string infra_kind = text(machine, {"spec", "infrastructureRef", "kind"});
+    const std::string infra_name = text(machine, {"spec", "infrastructureRef", "name"});
+    if (!infra_kind.empty() && !infra_name.empty()) out["infrastructure"] = {{"kind", infra_kind}, {"name", infra_name}};
     return out;
 }
 

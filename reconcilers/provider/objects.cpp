@@ -240,8 +240,7 @@ std::expected<BootstrapData, std::string> bootstrap_from_secret(const json& secr
     return out;
 }
 
-std::vector<PoolNode> pool_nodes(const DesiredState& desired, const ObservedState& observed,
-                                 const std::map<std::string, std::string>& instance_uuids)
+std::vector<PoolNode> pool_nodes(const DesiredState& desired, const ObservedState& observed)
 {
     std::map<std::string, PoolNode> by_name;
     for (const auto& [name, spec] : desired.nodes) {
@@ -263,11 +262,7 @@ std::vector<PoolNode> pool_nodes(const DesiredState& desired, const ObservedStat
         n.provision_state = node.provision_state;
         n.maintenance = node.maintenance;
         n.last_error = node.last_error;
-    }
-    for (auto& [name, n] : by_name) {
-        if (auto it = instance_uuids.find(name); it != instance_uuids.end()) {
-            n.instance_uuid = it->second;
-        }
+        n.instance_uuid = node.instance_uuid;
     }
     std::vector<PoolNode> out;
     out.reserve(by_name.size());
@@ -275,6 +270,30 @@ std::vector<PoolNode> pool_nodes(const DesiredState& desired, const ObservedStat
         out.push_back(std::move(n));
     }
     return out;
+}
+
+ClaimTable claim_table_from_rows(const std::vector<ClaimRow>& rows, std::vector<std::string>* problems)
+{
+    ClaimTable table;
+    for (const auto& row : rows) {
+        auto phase = parse_claim_phase(row.phase);
+        if (!phase) {
+            if (problems) problems->push_back("claim on node " + row.node + ": " + phase.error());
+            continue;
+        }
+        ClaimRecord record{row.node, MachineRef{row.machine_namespace, row.machine_name, row.machine_uid}, row.cluster,
+                           *phase};
+        if (auto put = table.put(record); !put && problems) {
+            problems->push_back("claim on node " + row.node + ": " + put.error());
+        }
+    }
+    return table;
+}
+
+ClaimRow claim_row(const ClaimRecord& record, double now)
+{
+    return {record.node,    record.machine.namespace_, record.machine.name, record.machine.uid,
+            record.cluster, to_string(record.phase),   now};
 }
 
 } // namespace metalsync::provider

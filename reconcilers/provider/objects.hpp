@@ -16,6 +16,7 @@
 #include "reconcilers/provider/claim.hpp"
 #include "reconcilers/provider/pool.hpp"
 #include "sources/desired_state.hpp"
+#include "store/records.hpp"
 
 namespace metalsync::provider {
 
@@ -41,10 +42,14 @@ inline constexpr const char* k_cluster_name_label = "cluster.x-k8s.io/cluster-na
 // (cloud-config when absent), base64 as the API server returns them.
 [[nodiscard]] std::expected<BootstrapData, std::string> bootstrap_from_secret(const nlohmann::json& secret);
 
-// The provider's view of every node known to Git or Ironic, by name. Ironic's
-// instance_uuid is passed apart (`instance_uuids`, by node name) because
-// ObservedNode does not carry it yet: the observation must ask Ironic for it.
-[[nodiscard]] std::vector<PoolNode> pool_nodes(const DesiredState& desired, const ObservedState& observed,
-                                               const std::map<std::string, std::string>& instance_uuids);
+// The provider's view of every node known to Git or Ironic, by name.
+[[nodiscard]] std::vector<PoolNode> pool_nodes(const DesiredState& desired, const ObservedState& observed);
+
+// The store's claim rows as a ClaimTable. A row with an unknown phase, or a
+// second claim on a node the table already gives away, is skipped and
+// described in `problems` (the database's constraints should make both
+// impossible).
+[[nodiscard]] ClaimTable claim_table_from_rows(const std::vector<ClaimRow>& rows, std::vector<std::string>* problems);
+[[nodiscard]] ClaimRow claim_row(const ClaimRecord& record, double now);
 
 } // namespace metalsync::provider

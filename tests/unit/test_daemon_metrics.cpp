@@ -662,6 +662,8 @@ TEST_SUITE("daemon")
             {"metalsync_ironic_observe_failures_total", "counter"},
             {"metalsync_kube_apply_total", "counter"},
             {"metalsync_kube_objects", "gauge"},
+            {"metalsync_provider_machines", "gauge"},
+            {"metalsync_provider_steps_total", "counter"},
             {"metalsync_build_info", "gauge"},
             {"metalsync_start_time_seconds", "gauge"},
             {"metalsync_ready", "gauge"},

@@ -159,7 +159,7 @@ class Converger {
         }
         const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
         PlanInput input{
-            desired, observed_state, memory, instance, now, current_secret_hashes(desired, m_credentials, m_key)};
+            desired, observed_state, memory, instance, now, current_secret_hashes(desired, m_credentials, m_key), {}};
         Plan plan = plan_nodes(input);
         for (const auto& action : plan.actions) {
             auto it = observed_state.nodes.find(action.node);
@@ -797,7 +797,7 @@ TEST_SUITE("reconcilers")
         write_credentials(c.credentials_dir(), "bmc-idem", "admin", "Idem-Pw-7");
         auto spec = fake_spec("runner-idem", 8, "bmc-idem", ProvisionGoal::manageable);
         c.desired.nodes[spec.name] = spec;
-        auto plan = plan_nodes(PlanInput{c.desired, ObservedState{}, c.memory, c.instance, 0, {}});
+        auto plan = plan_nodes(PlanInput{c.desired, ObservedState{}, c.memory, c.instance, 0, {}, {}});
         REQUIRE(plan.actions.size() == 1);
         auto action = plan.actions.front();
         REQUIRE(action.verb == ActionVerb::create_node);

@@ -87,6 +87,7 @@ struct World {
     ObservedState observed;
     std::map<std::string, NodeMemory> memory;
     std::map<std::string, std::string> secrets;
+    std::map<std::string, std::string> claimed;  // node -> why a machine's claim holds it
     double now = 1'700'000'000;
 
     World() { observed.complete = true; }
@@ -110,7 +111,7 @@ struct World {
 
     [[nodiscard]] Plan plan() const
     {
-        PlanInput input{desired, observed, memory, k_instance, now, secrets};
+        PlanInput input{desired, observed, memory, k_instance, now, secrets, claimed};
         return plan_nodes(input);
     }
 };
@@ -499,6 +500,59 @@ TEST_SUITE("reconcilers")
         CHECK_FALSE(plan.mass_deletion_held);
         CHECK(plan.actions.size() == 1); // the fillers are at goal
         CHECK(verdict_of(plan, "filler-0").condition == NodeCondition::at_goal);
+    }
+
+    TEST_CASE("planner: a node a Cluster API machine's claim holds is the provider's to provision")
+    {
+        World w;
+        w.fillers(5);
+        const std::string why = "claimed by MetalsyncMachine default/w1 (cluster metal)";
+        auto spec = make_spec("node-01", 1, ProvisionGoal::available);
+        w.both(spec, "active");  // Git's pool goal is available; a machine runs on it
+        w.claimed["node-01"] = why;
+
+        SUBCASE("never undeployed, never given instance_info, reported as claimed")
+        {
+            auto plan = w.plan();
+            CHECK(actions_for(plan, "node-01").empty());
+            CHECK(verdict_of(plan, "node-01").condition == NodeCondition::claimed);
+            CHECK(verdict_of(plan, "node-01").message == why);
+        }
+        SUBCASE("while Ironic deploys it: no action")
+        {
+            w.observed.nodes["node-01"].provision_state = "deploying";
+            auto plan = w.plan();
+            CHECK(actions_for(plan, "node-01").empty());
+            CHECK(verdict_of(plan, "node-01").condition == NodeCondition::claimed);
+        }
+        SUBCASE("Git still governs its BMC and ports")
+        {
+            spec.bmc.address = "192.0.2.222";
+            spec.ports.push_back({"52:54:00:00:09:99", true, ""});
+            w.want(spec);
+            auto plan = w.plan();
+            const auto actions = actions_for(plan, "node-01");
+            REQUIRE(actions.size() == 2);
+            CHECK(actions[0].verb == ActionVerb::update_node);
+            CHECK(actions[0].params["patch"].dump().find("192.0.2.222") != std::string::npos);
+            CHECK(actions[0].params["patch"].dump().find("instance_info") == std::string::npos);
+            CHECK(actions[1].verb == ActionVerb::create_port);
+            CHECK(verdict_of(plan, "node-01").condition == NodeCondition::progressing);
+        }
+        SUBCASE("removed from Git with prune on: held, never retired")
+        {
+            w.desired.policy.prune = true;
+            w.desired.nodes.erase("node-01");
+            auto plan = w.plan();
+            CHECK(actions_for(plan, "node-01").empty());
+            CHECK(verdict_of(plan, "node-01").condition == NodeCondition::claimed);
+        }
+        SUBCASE("without the claim, the same node is undeployed (Git's word)")
+        {
+            w.claimed.clear();
+            auto plan = w.plan();
+            CHECK(only_action(plan, "node-01", ActionVerb::undeploy).provisioning);
+        }
     }
 
     TEST_CASE("planner: Ironic busy states get no action")

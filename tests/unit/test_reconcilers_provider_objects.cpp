@@ -148,13 +148,15 @@ TEST_CASE("pool nodes join Git's labels and goal with Ironic's observation")
     o1.provision_state = "active";
     o1.maintenance = true;
     o1.last_error = "BMC unreachable";
+    o1.instance_uuid = "uid-m1";
     observed.nodes["w-01"] = o1;
     ObservedNode gone = o1;
     gone.name = "old-07";
     gone.maintenance = false;
+    gone.instance_uuid = "uid-m9";
     observed.nodes["old-07"] = gone;
 
-    auto nodes = pool_nodes(desired, observed, {{"w-01", "uid-m1"}, {"old-07", "uid-m9"}});
+    auto nodes = pool_nodes(desired, observed);
     REQUIRE(nodes.size() == 3);
     CHECK(nodes[0].name == "old-07");
     CHECK_FALSE(nodes[0].in_git);
@@ -197,4 +199,23 @@ TEST_CASE("schemas/crds/ is what schemas/crds/generate.py writes, and passes its
     INFO(r.out << r.err);
     CHECK(r.exit_code == 0);
     CHECK(r.out == "3 CRDs checked\n");
+}
+
+TEST_CASE("claim rows: round trip, and rows the table refuses are reported")
+{
+    ClaimRecord a{"n1", MachineRef{"default", "w1", "uid-w1"}, "metal", ClaimPhase::claimed};
+    ClaimRecord b{"n2", MachineRef{"default", "w2", "uid-w2"}, "metal", ClaimPhase::releasing};
+    std::vector<metalsync::ClaimRow> rows = {claim_row(a, 10), claim_row(b, 11)};
+    CHECK(rows[1].phase == "releasing");
+    CHECK(rows[0].updated_at == 10);
+    rows.push_back(claim_row({"n1", MachineRef{"default", "w3", "uid-w3"}, "metal", ClaimPhase::claimed}, 12));
+    rows.push_back({"n4", "default", "w4", "uid-w4", "metal", "stolen", 13});
+    std::vector<std::string> problems;
+    ClaimTable table = claim_table_from_rows(rows, &problems);
+    REQUIRE(table.size() == 2);
+    CHECK(*table.by_node("n1") == a);
+    CHECK(*table.by_machine("uid-w2") == b);
+    REQUIRE(problems.size() == 2);
+    CHECK(problems[0].find("n1") != std::string::npos);
+    CHECK(problems[1].find("stolen") != std::string::npos);
 }

@@ -147,9 +147,11 @@ TEST_SUITE("store")
             status->was_active = true;
             status->uuid = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123";
             require_ok(store.put_node_status(*status));
+            // Migration 3: the provider's claims table, empty.
+            CHECK(value_of(store.list_claims()).empty());
         }
         auto raw = raw_open(path);
-        CHECK(raw_text(raw.get(), "SELECT group_concat(version) FROM schema_migrations") == "1,2");
+        CHECK(raw_text(raw.get(), "SELECT group_concat(version) FROM schema_migrations") == "1,2,3");
         CHECK(raw_text(raw.get(), "SELECT applied_at FROM schema_migrations WHERE version = 1") ==
               "2024-01-01T00:00:00Z");
         CHECK(raw_text(raw.get(), "SELECT was_active || ',' || uuid FROM node_status WHERE name = 'node-01'") ==

@@ -80,6 +80,7 @@ ObservedNode full_node()
     node.driver = "ipmi";
     node.provision_state = "clean wait";
     node.target_provision_state = "available";
+    node.instance_uuid = "uid-of-a-metalsyncmachine";
     node.power_state = "power on";
     node.target_power_state = "power off";
     node.maintenance = true;
@@ -242,6 +243,7 @@ TEST_SUITE("store")
         CHECK(a.interfaces == expected.interfaces);
         CHECK(a.automated_clean == std::optional<bool>(false));
         CHECK(a.provision_updated_at == expected.provision_updated_at);
+        CHECK(a.instance_uuid == "uid-of-a-metalsyncmachine");
         REQUIRE(a.ports.size() == 2);
         CHECK(a.ports[0].uuid == "p-1");
         CHECK(a.ports[0].node_uuid == expected.uuid);
@@ -545,5 +547,41 @@ TEST_SUITE("store")
             }
         }
         CHECK(metalsync::test::read_file(path.string() + "-wal").find("rack1-bmc") != std::string::npos);
+    }
+
+    TEST_CASE("store: the provider's claims: one node per machine, one machine per node, kept across reopen")
+    {
+        TempDir dir("store");
+        const auto path = dir / "state.db";
+        {
+            auto store = value_of(Store::open(path));
+            require_ok(store.put_claim({"n1", "default", "w1", "uid-w1", "metal", "claimed", 10}));
+            require_ok(store.put_claim({"n2", "default", "w2", "uid-w2", "metal", "claimed", 11}));
+            // Another machine on n1: refused, naming the node and its holder; nothing changes.
+            auto stolen = store.put_claim({"n1", "default", "w3", "uid-w3", "metal", "claimed", 12});
+            REQUIRE_FALSE(stolen.has_value());
+            CHECK(stolen.error().message.find("n1") != std::string::npos);
+            CHECK(stolen.error().message.find("default/w1") != std::string::npos);
+            // w2 moving onto n1: refused as well.
+            CHECK_FALSE(store.put_claim({"n1", "default", "w2", "uid-w2", "metal", "claimed", 13}).has_value());
+            // w2's own record changes in place (phase), and moves to a free node.
+            require_ok(store.put_claim({"n2", "default", "w2", "uid-w2", "metal", "releasing", 14}));
+            require_ok(store.put_claim({"n3", "default", "w2", "uid-w2", "metal", "claimed", 15}));
+            auto rows = value_of(store.list_claims());
+            REQUIRE(rows.size() == 2);
+            CHECK(rows[0] == ClaimRow{"n1", "default", "w1", "uid-w1", "metal", "claimed", 10});
+            CHECK(rows[1] == ClaimRow{"n3", "default", "w2", "uid-w2", "metal", "claimed", 15});
+        }
+        {
+            auto store = value_of(Store::open(path));
+            REQUIRE(value_of(store.list_claims()).size() == 2);
+            CHECK(value_of(store.delete_claim("uid-w1")));
+            CHECK_FALSE(value_of(store.delete_claim("uid-w1")));
+            auto rows = value_of(store.list_claims());
+            REQUIRE(rows.size() == 1);
+            CHECK(rows[0].node == "n3");
+            // n1 is free again.
+            require_ok(store.put_claim({"n1", "default", "w4", "uid-w4", "metal", "claimed", 16}));
+        }
     }
 }
