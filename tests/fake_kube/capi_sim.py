@@ -50,6 +50,7 @@ Usage: python3 capi_sim.py --server http://127.0.0.1:PORT [--interval 0.2] [--on
 """
 
 import argparse
+import base64
 import copy
 import datetime
 import json
@@ -77,6 +78,12 @@ CP_LABEL = "cluster.x-k8s.io/control-plane"
 MD_LABEL = "cluster.x-k8s.io/deployment-name"
 MANAGER = "manager"  # the field manager name controller-runtime gives CAPI's controllers
 CAINJECTOR = "cainjector"
+# metalsync's own infrastructure provider (schemas/crds): its machines are provisioned by metalsync, not here.
+METAL_API = "infrastructure.cluster.x-k8s.io/v1alpha1"
+METAL_GROUP = "infrastructure.cluster.x-k8s.io"
+METAL_MACHINE = "MetalsyncMachine"
+METAL_TEMPLATE = "MetalsyncMachineTemplate"
+METAL_CLUSTER = "MetalsyncCluster"
 INJECT_CA_FROM = "cert-manager.io/inject-ca-from"
 # A self-signed CA certificate (PEM, base64) standing in for the one cert-manager issues for the webhooks.
 CA_BUNDLE = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJpRENDQVMrZ0F3SUJBZ0lVUDFyM1dWZWNwdUpsbjFrN3l1bWVGY01IV1Bjd0NnWUlLb1pJemowRUF3SXcKR2pFWU1CWUdBMVVFQXd3UFkyRndhUzEzWldKb2IyOXJMV05oTUI0WERUSTJNVEl3TWpFM05EY3dOVm9YRFRNMgpNVEV5T1RFM05EY3dOVm93R2pFWU1CWUdBMVVFQXd3UFkyRndhUzEzWldKb2IyOXJMV05oTUZrd0V3WUhLb1pJCnpqMENBUVlJS29aSXpqMERBUWNEUWdBRW1peWt1Q1lIUkx2TzZ6UmRkZm4zWDBhYlpZYXh5MkhKOTh4d2FndmMKVDZVSGFHNW9nOXpFMVZ4dC9pcXlYWlNCTkpHNFJlK0J0SHFYN3Y0YVpKL3VIcU5UTUZFd0hRWURWUjBPQkJZRQpGTVRhYllzMGlMRHRFZVRoaVM2NWpybkhtVUYxTUI4R0ExVWRJd1FZTUJhQUZNVGFiWXMwaUxEdEVlVGhpUzY1CmpybkhtVUYxTUE4R0ExVWRFd0VCL3dRRk1BTUJBZjh3Q2dZSUtvWkl6ajBFQXdJRFJ3QXdSQUlnRHh5QmRJL3gKb2RUQnpZMnVqSUQyb0t0ZkVNU2pmSWVqWkIvQXEyK0s2bjBDSUVUR1ZpQk8vdVhGRGpzeDBGS1dhbm96dVlYbQo0TmtIZVNFcTg5d1dYY0JlCi0tLS0tRU5EIENFUlRJRklDQVRFLS0tLS0K"
@@ -399,6 +406,15 @@ class Simulator:
             for k in ("replicas", "upToDateReplicas", "readyReplicas", "availableReplicas"):
                 workers[k] += ds.get(k, 0) or 0
         infra_ok = True  # the infrastructure cluster provisions at once (nothing is simulated there)
+        metal_infra = infra is not None and infra.get("kind") == METAL_CLUSTER
+        if metal_infra:
+            # metalsync provisions it: Cluster API waits for initialization.provisioned (v1beta2
+            # contract) or ready, and copies spec.controlPlaneEndpoint to the Cluster.
+            ist = infra.get("status") or {}
+            infra_ok = bool((ist.get("initialization") or {}).get("provisioned") or ist.get("ready"))
+            endpoint = (infra.get("spec") or {}).get("controlPlaneEndpoint") or {}
+            if endpoint.get("host") and (spec.get("controlPlaneEndpoint") or {}) != endpoint:
+                self.api.merge(CAPI, "clusters", ns, name, {"spec": {"controlPlaneEndpoint": endpoint}})
         cp_init = bool(((ks.get("initialization") or {}).get("controlPlaneInitialized")))
         cp_avail = is_true(kcp or {}, "Available")
         w_avail = all(is_true(d, "Available") for d in mds if (d.get("spec") or {}).get("clusterName") == name)
@@ -440,7 +456,7 @@ class Simulator:
                 ("ControlPlaneReady", cp_init), ("InfrastructureReady", infra_ok)])}},
         }
         self.write_status(c, "clusters", wanted)
-        if infra is not None:  # the infrastructure provider's contract: status.ready (v1beta1 contract)
+        if infra is not None and not metal_infra:  # the infrastructure provider's contract: status.ready (v1beta1 contract)
             ist = infra.get("status") or {}
             if ist.get("ready") is not True:
                 _, plural = self.ref_target(spec["infrastructureRef"])
@@ -463,16 +479,25 @@ class Simulator:
         replicas = spec.get("replicas", 1)
         version = spec.get("version") if control_plane else ((spec.get("template") or {}).get("spec") or {}).get("version")
         machines = [m for m in self.machines_of(owner, cluster, control_plane) if not m["metadata"].get("deletionTimestamp")]
+        for m in machines:
+            self.sync_metal_machine(m)
+        machines = [self.normalize(m) for m in self.machines_of(owner, cluster, control_plane)
+                    if not m["metadata"].get("deletionTimestamp")]
         outdated = [m for m in machines if (m.get("spec") or {}).get("version") != version]
+        template = (spec.get("machineTemplate") or {}).get("spec", {}).get("infrastructureRef") if control_plane else \
+            ((spec.get("template") or {}).get("spec") or {}).get("infrastructureRef")
         # One machine change per tick: create (scale up, or surge a replacement), else delete.
-        if len(machines) < replicas or (outdated and len(machines) == replicas):
-            created = self.create_machine(owner, cluster, control_plane, version)
+        # A machine being released (metalsync's finalizer on its MetalsyncMachine) does not count as
+        # a replacement yet, as Cluster API waits for a deleted Machine before the next step.
+        releasing = [m for m in machines if (m.get("status") or {}).get("phase") == "Deleting"]
+        if len(machines) - len(releasing) < replicas or (outdated and len(machines) == replicas and not releasing):
+            created = self.create_machine(owner, cluster, control_plane, version, template)
             if created is not None:
                 machines.append(created)
         elif len(machines) > replicas:
-            victim = outdated[0] if outdated else machines[-1]
-            self.api.delete(CAPI, "machines", ns, victim["metadata"]["name"])
-            machines = [m for m in machines if m is not victim]
+            victim = releasing[0] if releasing else outdated[0] if outdated else machines[-1]
+            if self.remove_machine(victim):
+                machines = [m for m in machines if m is not victim]
         uptodate = [m for m in machines if (m.get("spec") or {}).get("version") == version]
         ready = [m for m in machines if is_true(m, "Ready")]
         available = [m for m in machines if is_true(m, "Available")]
@@ -538,7 +563,145 @@ class Simulator:
         owner = dict(owner, apiVersion=api)
         self.write_status(owner, resource, wanted)
 
-    def create_machine(self, owner, cluster, control_plane, version):
+    # --- metalsync's provider kinds -------------------------------------------
+    @staticmethod
+    def is_metal(machine):
+        return ((machine.get("spec") or {}).get("infrastructureRef") or {}).get("kind") == METAL_MACHINE
+
+    def core(self, method, path, body=None):
+        return self.api.call(method, "/api/v1" + path, body)
+
+    def create_metal_machine(self, owner, cluster, control_plane, version, template_ref):
+        """As KCP and the MachineSet controller do (cloneConfigsAndGenerateMachine, MachineSet
+        syncReplicas): the infrastructure machine cloned from the template, named like the Machine and
+        owned by it; the bootstrap data Secret the kubeadm bootstrap provider would write; the Machine
+        naming both. The Machine stays Provisioning until metalsync reports the MetalsyncMachine
+        provisioned with a providerID (sync_metal_machine)."""
+        md = owner["metadata"]
+        ns = md["namespace"]
+        tmpl = self.api.call("GET", Api.path(METAL_API, "metalsyncmachinetemplates", ns, template_ref.get("name", "")))
+        if tmpl is None:
+            print("capi-sim: MetalsyncMachineTemplate %s/%s not found" % (ns, template_ref.get("name")), file=sys.stderr)
+            return None
+        labels = {CLUSTER_LABEL: cluster}
+        if control_plane:
+            labels[CP_LABEL] = ""
+        else:
+            labels[MD_LABEL] = md["name"]
+        name = "%s-%s" % (md["name"], suffix())
+        machine = {
+            "apiVersion": CAPI, "kind": "Machine",
+            "metadata": {"name": name, "namespace": ns, "labels": labels,
+                         "ownerReferences": [{"apiVersion": owner["apiVersion"], "kind": owner["kind"],
+                                              "name": md["name"], "uid": md["uid"], "controller": True,
+                                              "blockOwnerDeletion": True}]},
+            "spec": {"clusterName": cluster, "version": version,
+                     "bootstrap": {"dataSecretName": name},
+                     "infrastructureRef": {"apiGroup": METAL_GROUP, "kind": METAL_MACHINE, "name": name}},
+        }
+        if not version:
+            del machine["spec"]["version"]
+        created = self.api.call("POST", "/apis/%s/namespaces/%s/machines" % (CAPI, ns), machine)
+        if created is None:
+            return None
+        owner_ref = {"apiVersion": CAPI, "kind": "Machine", "name": name, "uid": created["metadata"]["uid"],
+                     "controller": True, "blockOwnerDeletion": True}
+        infra = {
+            "apiVersion": METAL_API, "kind": METAL_MACHINE,
+            "metadata": {"name": name, "namespace": ns, "labels": dict(labels),
+                         "annotations": {"cluster.x-k8s.io/cloned-from-name": tmpl["metadata"]["name"],
+                                         "cluster.x-k8s.io/cloned-from-groupkind": METAL_TEMPLATE + "." + METAL_GROUP},
+                         "ownerReferences": [owner_ref]},
+            "spec": copy.deepcopy(((tmpl.get("spec") or {}).get("template") or {}).get("spec") or {}),
+        }
+        self.api.call("POST", "/apis/%s/namespaces/%s/metalsyncmachines" % (METAL_API, ns), infra)
+        # The kubeadm bootstrap provider's data Secret. Real kubeadm data carries a bootstrap token; this
+        # stand-in names the machine and passes the providerID from the config drive to the kubelet.
+        role = "init" if control_plane else "join"
+        cloud_config = ("#cloud-config\n# kubeadm %s for machine %s (simulated bootstrap data)\n"
+                        "runcmd:\n  - kubeadm %s --config /run/kubeadm/kubeadm.yaml\n"
+                        "write_files:\n  - path: /run/kubeadm/kubeadm.yaml\n    content: |\n"
+                        "      nodeRegistration:\n        kubeletExtraArgs:\n"
+                        "          - {name: provider-id, value: \"{{ ds.meta_data.providerid }}\"}\n") % (role, name, role)
+        b64 = lambda t: base64.b64encode(t.encode()).decode()
+        self.core("POST", "/namespaces/%s/secrets" % ns, {
+            "apiVersion": "v1", "kind": "Secret", "type": "cluster.x-k8s.io/secret",
+            "metadata": {"name": name, "namespace": ns, "labels": {CLUSTER_LABEL: cluster},
+                         "ownerReferences": [owner_ref]},
+            "data": {"value": b64(cloud_config), "format": b64("cloud-config")}})
+        out = self.write_status(self.normalize(created), "machines", self.metal_machine_status(created, None))
+        return self.normalize(out) if out else created
+
+    def metal_machine_status(self, machine, infra):
+        gen = machine["metadata"].get("generation", 1)
+        ist = (infra or {}).get("status") or {}
+        provisioned = bool((ist.get("initialization") or {}).get("provisioned") or ist.get("ready")) and \
+            bool(((infra or {}).get("spec") or {}).get("providerID"))
+        deleting = ((machine.get("status") or {}).get("phase") == "Deleting")
+        ready_cond = next((c for c in ist.get("conditions") or [] if c.get("type") == "Ready"), {})
+        status = {
+            "phase": "Deleting" if deleting else "Running" if provisioned else "Provisioning",
+            "observedGeneration": gen,
+            "initialization": {"bootstrapDataSecretCreated": True, "infrastructureProvisioned": provisioned},
+            "conditions": conditions((machine.get("status") or {}).get("conditions"), [
+                cond("Available", provisioned, "Available" if provisioned else "NotAvailable", "", gen),
+                cond("Ready", provisioned, "Ready" if provisioned else "NotReady", "", gen),
+                cond("UpToDate", True, "UpToDate", "", gen),
+                cond("BootstrapConfigReady", True, "Ready", "", gen),
+                # Mirrored from the MetalsyncMachine's Ready condition, as the Machine controller does.
+                cond("InfrastructureReady", provisioned, ready_cond.get("reason") or
+                     ("Ready" if provisioned else "NotReady"), ready_cond.get("message", ""), gen),
+                cond("NodeReady", provisioned, "NodeReady" if provisioned else "NodeNotReady", "", gen),
+                cond("NodeHealthy", provisioned, "NodeHealthy" if provisioned else "NodeNotHealthy", "", gen),
+                cond("Deleting", deleting, "Deleting" if deleting else "NotDeleting", "", gen),
+                cond("Paused", False, "NotPaused", "", gen),
+            ]),
+        }
+        if provisioned:
+            status["nodeRef"] = {"name": machine["metadata"]["name"]}
+            if ist.get("addresses"):
+                status["addresses"] = ist["addresses"]
+        return status
+
+    def sync_metal_machine(self, m):
+        """The Machine controller for a MetalsyncMachine: providerID, addresses and readiness copied
+        back once metalsync reports it provisioned (reconcileInfrastructure)."""
+        if not self.is_metal(m) or m["metadata"].get("deletionTimestamp"):
+            return
+        md = m["metadata"]
+        infra = self.api.call("GET", Api.path(METAL_API, "metalsyncmachines", md["namespace"],
+                                              m["spec"]["infrastructureRef"]["name"]))
+        pid = ((infra or {}).get("spec") or {}).get("providerID")
+        if pid and (m.get("spec") or {}).get("providerID") != pid:
+            self.api.merge(CAPI, "machines", md["namespace"], md["name"], {"spec": {"providerID": pid}})
+        self.write_status(m, "machines", self.metal_machine_status(m, infra))
+
+    def remove_machine(self, m):
+        """Deletes a Machine; for a MetalsyncMachine's, the infrastructure machine first, and the Machine
+        only once it is gone (metalsync's finalizer holds it until the node is released), as the Machine
+        controller's reconcileDelete waits for it. True once the Machine is deleted."""
+        md = m["metadata"]
+        ns, name = md["namespace"], md["name"]
+        if not self.is_metal(m):
+            self.api.delete(CAPI, "machines", ns, name)
+            return True
+        if (m.get("status") or {}).get("phase") != "Deleting":
+            self.api.merge(CAPI, "machines", ns, name, {"status": {"phase": "Deleting"}}, sub="status")
+        infra_name = m["spec"]["infrastructureRef"]["name"]
+        infra = self.api.call("GET", Api.path(METAL_API, "metalsyncmachines", ns, infra_name))
+        if infra is not None:
+            if not infra["metadata"].get("deletionTimestamp"):
+                self.api.delete(METAL_API, "metalsyncmachines", ns, infra_name)
+            return False
+        secret = ((m.get("spec") or {}).get("bootstrap") or {}).get("dataSecretName")
+        if secret:
+            self.core("DELETE", "/namespaces/%s/secrets/%s" % (ns, secret))
+        self.api.delete(CAPI, "machines", ns, name)
+        return True
+
+    def create_machine(self, owner, cluster, control_plane, version, template=None):
+        if (template or {}).get("kind") == METAL_TEMPLATE:
+            return self.create_metal_machine(owner, cluster, control_plane, version, template)
         md = owner["metadata"]
         labels = {CLUSTER_LABEL: cluster}
         if control_plane:
@@ -593,6 +756,12 @@ class Simulator:
         if (c.get("status") or {}).get("phase") != "Deleting":
             self.api.merge(CAPI, "clusters", ns, name, {"status": {"phase": "Deleting"}}, sub="status")
         machines = self.list(CAPI, "machines", ns, "%s=%s" % (CLUSTER_LABEL, name))
+        metal = [m for m in machines if self.is_metal(m)]
+        if metal:
+            # Cluster deletion deletes every Machine at once; each waits for its MetalsyncMachine.
+            for m in metal:
+                self.remove_machine(m)
+            return
         if machines:
             deleting = [m for m in machines if (m.get("status") or {}).get("phase") == "Deleting"]
             if deleting:
