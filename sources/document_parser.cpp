@@ -209,6 +209,10 @@ private:
     void parse_node_class(const YAML::Node& doc, const YAML::Node& spec, const Metadata& meta);
     void parse_policy(const YAML::Node& doc, const YAML::Node& spec, const Metadata& meta);
     void parse_kube(const YAML::Node& doc, const Entries& top, const std::string& api_version, const std::string& kind);
+    // metalsync's own Cluster API provider kinds: checked here against their
+    // CRDs (schemas/crds), with file:line, rather than refused by the API server.
+    void check_provider_kind(const YAML::Node& doc, const Entries& top, const std::string& kind);
+    void check_machine_spec(const YAML::Node& spec, const std::string& field);
     void parse_fields(const Entries& spec, NodeFields& fields);
     void parse_bmc(const YAML::Node& bmc, bool is_class, NodeFields& fields, NodeDocument* node);
     std::optional<ImageSpec> parse_image(const YAML::Node& image);
@@ -771,7 +775,132 @@ void DocumentParser::parse_kube(const YAML::Node& doc, const Entries& top, const
         return;
     }
     kd.object.body = std::move(*body);
+    if (api_version == "infrastructure.cluster.x-k8s.io/v1alpha1") {
+        check_provider_kind(doc, top, kind);
+    }
     m_out.kube_objects.push_back(std::move(kd));
+}
+
+void DocumentParser::check_machine_spec(const YAML::Node& spec, const std::string& field)
+{
+    if (!m_reader.mapping(spec, field, {"hostSelector", "image", "automatedCleaning", "providerID", "failureDomain"})) {
+        return;
+    }
+    const Entries entries(spec);
+    if (const auto* selector = entries.find("hostSelector")) {
+        const std::string sf = join_field(field, "hostSelector");
+        if (m_reader.mapping(*selector, sf, {"matchLabels", "matchExpressions"})) {
+            const Entries se(*selector);
+            if (const auto* labels = se.find("matchLabels")) {
+                (void)m_reader.string_map(*labels, join_field(sf, "matchLabels"));
+            }
+            if (const auto* exprs = se.find("matchExpressions")) {
+                const std::string ef = join_field(sf, "matchExpressions");
+                if (m_reader.sequence(*exprs, ef, 64)) {
+                    for (std::size_t i = 0; i < exprs->size(); ++i) {
+                        const YAML::Node e = (*exprs)[i];
+                        const std::string f = index_field(ef, i);
+                        if (!m_reader.mapping(e, f, {"key", "operator", "values"})) continue;
+                        const Entries ee(e);
+                        if (ee.find("key") == nullptr) missing(e, join_field(f, "key"));
+                        const auto* op = ee.find("operator");
+                        if (op == nullptr) {
+                            missing(e, join_field(f, "operator"));
+                            continue;
+                        }
+                        auto o = m_reader.one_of(*op, join_field(f, "operator"), {"In", "NotIn", "Exists", "DoesNotExist"});
+                        const auto* values = ee.find("values");
+                        const bool has_values = values != nullptr && values->IsSequence() && values->size() > 0;
+                        if (o && (*o == "In" || *o == "NotIn") && !has_values) {
+                            m_reader.error(e, join_field(f, "values"), "operator " + *o + " needs at least one value");
+                        } else if (o && (*o == "Exists" || *o == "DoesNotExist") && values != nullptr && has_values) {
+                            m_reader.error(*values, join_field(f, "values"), "operator " + *o + " takes no values");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    const auto* image = entries.find("image");
+    if (image == nullptr) {
+        missing(spec, join_field(field, "image"));
+        return;
+    }
+    const std::string imf = join_field(field, "image");
+    if (!m_reader.mapping(*image, imf, {"url", "checksum", "diskFormat"})) {
+        return;
+    }
+    const Entries ie(*image);
+    if (const auto* url = ie.find("url")) {
+        (void)m_reader.matching(*url, join_field(imf, "url"), "an http://, https:// or file:// URL", is_url);
+    } else {
+        missing(*image, join_field(imf, "url"));
+    }
+    if (const auto* checksum = ie.find("checksum")) {
+        (void)m_reader.matching(*checksum, join_field(imf, "checksum"),
+                                "a checksum (md5:<32 hex>, sha256:<64 hex>, sha512:<128 hex>) or the URL of a checksum file",
+                                is_checksum);
+    } else {
+        missing(*image, join_field(imf, "checksum"));
+    }
+    if (const auto* format = ie.find("diskFormat")) {
+        (void)m_reader.one_of(*format, join_field(imf, "diskFormat"), {"raw", "qcow2", "vdi", "vmdk", "live-iso"});
+    }
+    if (const auto* v = entries.find("automatedCleaning")) (void)m_reader.boolean(*v, join_field(field, "automatedCleaning"));
+    if (const auto* v = entries.find("providerID")) (void)m_reader.string(*v, join_field(field, "providerID"));
+    if (const auto* v = entries.find("failureDomain")) (void)m_reader.string(*v, join_field(field, "failureDomain"));
+}
+
+void DocumentParser::check_provider_kind(const YAML::Node& doc, const Entries& top, const std::string& kind)
+{
+    if (kind != "MetalsyncCluster" && kind != "MetalsyncMachine" && kind != "MetalsyncMachineTemplate") {
+        // Other providers share the group and version (KubevirtMachine ...): theirs to check. A
+        // misspelt metalsync kind is not.
+        std::string lower = kind;
+        std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+        if (lower.starts_with("metalsync")) {
+            m_reader.error(doc, "kind",
+                           "unknown kind '" + kind + "' of metalsync's provider: MetalsyncCluster, MetalsyncMachine or "
+                           "MetalsyncMachineTemplate");
+        }
+        return;
+    }
+    const auto* spec = top.find("spec");
+    if (spec == nullptr) {
+        if (kind == "MetalsyncMachineTemplate") missing(doc, "spec");
+        return;
+    }
+    if (kind == "MetalsyncCluster") {
+        if (!m_reader.mapping(*spec, "spec", {"controlPlaneEndpoint"})) return;
+        if (const auto* ep = Entries(*spec).find("controlPlaneEndpoint")) {
+            if (!m_reader.mapping(*ep, "spec.controlPlaneEndpoint", {"host", "port"})) return;
+            const Entries ee(*ep);
+            if (const auto* host = ee.find("host")) {
+                (void)m_reader.string(*host, "spec.controlPlaneEndpoint.host");
+            } else {
+                missing(*ep, "spec.controlPlaneEndpoint.host");
+            }
+            if (const auto* port = ee.find("port")) (void)m_reader.integer(*port, "spec.controlPlaneEndpoint.port", 1, 65535);
+        }
+        return;
+    }
+    if (kind == "MetalsyncMachine") {
+        check_machine_spec(*spec, "spec");
+        return;
+    }
+    if (!m_reader.mapping(*spec, "spec", {"template"})) return;
+    const auto* tmpl = Entries(*spec).find("template");
+    if (tmpl == nullptr) {
+        missing(*spec, "spec.template");
+        return;
+    }
+    if (!m_reader.mapping(*tmpl, "spec.template", {"metadata", "spec"})) return;
+    const auto* tspec = Entries(*tmpl).find("spec");
+    if (tspec == nullptr) {
+        missing(*tmpl, "spec.template.spec");
+        return;
+    }
+    check_machine_spec(*tspec, "spec.template.spec");
 }
 
 } // namespace

@@ -931,6 +931,65 @@ TEST_SUITE("sources")
         }
     }
 
+    TEST_CASE("loader: metalsync's provider kinds are checked against their CRDs, with file and line")
+    {
+        const std::string good =
+            "apiVersion: infrastructure.cluster.x-k8s.io/v1alpha1\n"
+            "kind: MetalsyncMachineTemplate\n"
+            "metadata: {name: workers, namespace: default}\n"
+            "spec:\n"
+            "  template:\n"
+            "    spec:\n"
+            "      hostSelector:\n"
+            "        matchLabels: {metalsync.dev/pool: workers}\n"
+            "        matchExpressions:\n"
+            "          - {key: gpu, operator: Exists}\n"
+            "      image:\n"
+            "        url: http://images.example/ubuntu.qcow2\n"
+            "        checksum: sha256:" + std::string(64, 'a') + "\n"
+            "        diskFormat: qcow2\n";
+        auto parsed = parse(good);
+        CHECK(parsed.diagnostics.empty());
+        REQUIRE(parsed.kube_objects.size() == 1);
+
+        struct Case {
+            std::string from;
+            std::string to;
+            std::string field;
+            int line;
+            std::string reason;
+        };
+        const std::vector<Case> cases = {
+            {"operator: Exists", "operator: in", "spec.template.spec.hostSelector.matchExpressions[0].operator", 10,
+             "In"},
+            {"operator: Exists", "operator: In", "spec.template.spec.hostSelector.matchExpressions[0].values", 10,
+             "needs at least one value"},
+            {"diskFormat: qcow2", "diskFormat: qcow", "spec.template.spec.image.diskFormat", 14, "qcow2"},
+            {"checksum: sha256:", "checksum: sha1:", "spec.template.spec.image.checksum", 13, "checksum"},
+            {"        diskFormat: qcow2\n", "        diskFormat: qcow2\n      imgae: {}\n", "spec.template.spec.imgae", 15,
+             ""},
+        };
+        for (const auto& c : cases) {
+            std::string text = good;
+            text.replace(text.find(c.from), c.from.size(), c.to);
+            INFO(text);
+            auto bad = parse(text);
+            REQUIRE(bad.diagnostics.size() == 1);
+            CHECK(bad.diagnostics[0].field == c.field);
+            CHECK(bad.diagnostics[0].line == c.line);
+            CHECK(bad.diagnostics[0].reason.find(c.reason) != std::string::npos);
+        }
+        auto cluster = parse("apiVersion: infrastructure.cluster.x-k8s.io/v1alpha1\nkind: MetalsyncCluster\n"
+                             "metadata: {name: c}\nspec:\n  controlPlaneEndpoint: {host: 192.0.2.1, port: 70000}\n");
+        REQUIRE(cluster.diagnostics.size() == 1);
+        CHECK(cluster.diagnostics[0].field == "spec.controlPlaneEndpoint.port");
+        CHECK(cluster.diagnostics[0].line == 5);
+        auto typo = parse("apiVersion: infrastructure.cluster.x-k8s.io/v1alpha1\nkind: MetalsyncMachin\n"
+                          "metadata: {name: c}\nspec: {}\n");
+        REQUIRE(typo.diagnostics.size() == 1);
+        CHECK(typo.diagnostics[0].field == "kind");
+    }
+
     TEST_CASE("loader: a rejected revision yields no desired state at all")
     {
         Repo repo;
