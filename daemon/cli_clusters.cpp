@@ -55,7 +55,8 @@ void add_machines(Rows& rows, const json& machines, const std::string& prefix, b
     for (const auto& m : machines) {
         auto key = std::make_tuple(ready_of(m), str(m, "phase"), str(m, "version"), field(m, "deleting") == true);
         bool placed = false;
-        if (grouping) {
+        // A machine on one of metalsync's own nodes is a server: each keeps its line.
+        if (grouping && str(m, "ironicNode").empty() && str(m, "step").empty()) {
             for (auto& [k, members] : groups) {
                 if (k == key) {
                     members.push_back(&m);

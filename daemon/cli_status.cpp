@@ -101,13 +101,24 @@ std::string age_text(const json& value, std::int64_t now)
     return text_of(value);
 }
 
+// Columns as a terminal shows them: one per UTF-8 code point (the tree's
+// box-drawing characters are three bytes each), not one per byte.
+static std::size_t display_width(const std::string& text)
+{
+    std::size_t n = 0;
+    for (unsigned char c : text) {
+        if ((c & 0xC0) != 0x80) ++n;
+    }
+    return n;
+}
+
 std::string table(const std::vector<std::vector<std::string>>& rows, const std::string& indent)
 {
     std::vector<std::size_t> width;
     for (const auto& row : rows) {
         width.resize(std::max(width.size(), row.size()));
         for (std::size_t i = 0; i < row.size(); ++i) {
-            width[i] = std::max(width[i], row[i].size());
+            width[i] = std::max(width[i], display_width(row[i]));
         }
     }
     std::string out;
@@ -116,7 +127,7 @@ std::string table(const std::vector<std::vector<std::string>>& rows, const std::
         for (std::size_t i = 0; i < row.size(); ++i) {
             line += row[i];
             if (i + 1 < row.size()) {
-                line += std::string(width[i] - row[i].size() + 2, ' ');
+                line += std::string(width[i] - display_width(row[i]) + 2, ' ');
             }
         }
         line.erase(line.find_last_not_of(' ') + 1);

@@ -146,7 +146,7 @@ apiVersion: metalsync.dev/v1alpha1
 kind: Node
 metadata:
   name: p$i
-  labels: {metalsync.dev/pool: metal}
+  labels: {metalsync.dev/pool: metal-cluster, rack: r1}
 spec:
   class: lab
   bmc: {address: 192.0.2.$((40 + i))}
@@ -154,79 +154,10 @@ spec:
   provisionState: available
 Y
 done
-cat > "$T/repo/clusters/metal/cluster.yaml" <<'Y'
-apiVersion: cluster.x-k8s.io/v1beta2
-kind: Cluster
-metadata: {name: metal, namespace: default}
-spec:
-  clusterNetwork:
-    pods: {cidrBlocks: [192.168.0.0/16]}
-  controlPlaneRef: {apiGroup: controlplane.cluster.x-k8s.io, kind: KubeadmControlPlane, name: metal-control-plane}
-  infrastructureRef: {apiGroup: infrastructure.cluster.x-k8s.io, kind: MetalsyncCluster, name: metal}
----
-apiVersion: infrastructure.cluster.x-k8s.io/v1alpha1
-kind: MetalsyncCluster
-metadata: {name: metal, namespace: default}
-spec:
-  controlPlaneEndpoint: {host: 192.0.2.100, port: 6443}
----
-apiVersion: infrastructure.cluster.x-k8s.io/v1alpha1
-kind: MetalsyncMachineTemplate
-metadata: {name: metal, namespace: default}
-spec:
-  template:
-    spec:
-      hostSelector:
-        matchLabels: {metalsync.dev/pool: metal}
-      image:
-        url: http://127.0.0.1:9/metal.qcow2
-        checksum: sha256:1111111111111111111111111111111111111111111111111111111111111111
-        diskFormat: qcow2
-Y
-cat > "$T/repo/clusters/metal/control-plane.yaml" <<'Y'
-apiVersion: controlplane.cluster.x-k8s.io/v1beta2
-kind: KubeadmControlPlane
-metadata: {name: metal-control-plane, namespace: default}
-spec:
-  replicas: 1
-  version: v1.29.0
-  machineTemplate:
-    spec:
-      infrastructureRef: {apiGroup: infrastructure.cluster.x-k8s.io, kind: MetalsyncMachineTemplate, name: metal}
-  kubeadmConfigSpec:
-    initConfiguration:
-      nodeRegistration:
-        kubeletExtraArgs:
-          - {name: provider-id, value: "{{ ds.meta_data.providerid }}"}
-Y
-cat > "$T/repo/clusters/metal/workers.yaml" <<'Y'
-apiVersion: cluster.x-k8s.io/v1beta2
-kind: MachineDeployment
-metadata: {name: metal-workers, namespace: default}
-spec:
-  clusterName: metal
-  replicas: 2
-  selector:
-    matchLabels: {}
-  template:
-    spec:
-      clusterName: metal
-      version: v1.29.0
-      bootstrap:
-        configRef: {apiGroup: bootstrap.cluster.x-k8s.io, kind: KubeadmConfigTemplate, name: metal-workers}
-      infrastructureRef: {apiGroup: infrastructure.cluster.x-k8s.io, kind: MetalsyncMachineTemplate, name: metal}
----
-apiVersion: bootstrap.cluster.x-k8s.io/v1beta2
-kind: KubeadmConfigTemplate
-metadata: {name: metal-workers, namespace: default}
-spec:
-  template:
-    spec:
-      joinConfiguration:
-        nodeRegistration:
-          kubeletExtraArgs:
-            - {name: provider-id, value: "{{ ds.meta_data.providerid }}"}
-Y
+# The example's metal cluster, its image served (not fetched: fake deploy) from the test's loopback.
+cp "$src"/examples/repo/clusters/metal-cluster/*.yaml "$T/repo/clusters/metal/"
+sed -i 's|url: http://images.example/.*|url: http://127.0.0.1:9/metal.qcow2|' "$T/repo/clusters/metal/"*.yaml
+grep -q "replicas: 2" "$T/repo/clusters/metal/workers.yaml" || bad "workers.yaml: the example changed?"
 git -C "$T/repo" init -q -b main
 commit "a pool of six, and the metal cluster: 1 control plane, 2 workers"
 "$bin" validate "$T/repo" >"$T/validate.out" 2>&1 && ok "metalsync validate accepts the pool and the cluster" ||
@@ -286,6 +217,10 @@ ms nodes >"$T/nodes.out" 2>&1
 grep -E "^p[1-6] .*claimed" "$T/nodes.out" | grep -q "MetalsyncMachine default/" &&
     [ "$(grep -cE 'claimed' "$T/nodes.out")" -eq 3 ] && ok "metalsync nodes names the machine holding each claimed node" ||
     bad "nodes view: $(cat "$T/nodes.out")"
+ms cluster metal-cluster >"$T/cluster.out" 2>&1 || true
+[ -n "${PROVIDER_E2E_SHOW:-}" ] && cat "$T/cluster.out" "$T/nodes.out"
+[ "$(grep -cE 'Machine/metal-cluster-.*Ironic p[1-6] \(active\)' "$T/cluster.out")" -eq 3 ] &&
+    ok "metalsync cluster shows each machine's Ironic node and its state" || bad "cluster view: $(cat "$T/cluster.out")"
 ms events --limit 200 >"$T/events.out" 2>&1 || true
 grep -q "provider.machine.claimed" "$T/events.out" && grep -q "provider.machine.provisioned" "$T/events.out" &&
     ok "claims and deploys are events" || bad "events: $(tail -20 "$T/events.out")"
