@@ -34,6 +34,11 @@ through the status subresource. Each tick:
    phase Running, nodeRef {name}, initialization, conditions (Ready,
    Available, UpToDate, BootstrapConfigReady, InfrastructureReady, NodeReady,
    NodeHealthy, Deleting, Paused) and deprecated.v1beta1.conditions.
+   For metalsync's own kinds (MetalsyncCluster, MetalsyncMachineTemplate) the
+   provisioning is metalsync's: MetalsyncMachines and bootstrap Secrets are
+   created with the Machines, which run only once metalsync reports them
+   provisioned, and are removed only after their MetalsyncMachine is gone
+   (README.md, "metalsync's own provider kinds").
 3. A Cluster with a deletionTimestamp loses its Machines one per tick (each is
    marked phase Deleting first, deleted on a later tick), then its
    control plane, MachineDeployments and infrastructure cluster; then the
