@@ -142,7 +142,9 @@ struct NodePlanner {
     }
 
     // Field drift and port drift; returns true when something was planned.
-    bool plan_drift(const NodeSpec& spec, const ObservedNode& node)
+    // `claimed`: a machine's claim holds the node, and its automated_clean is
+    // the machine's (MetalsyncMachine spec.automatedCleaning) until released.
+    bool plan_drift(const NodeSpec& spec, const ObservedNode& node, bool claimed = false)
     {
         bool planned = false;
         nlohmann::json patch = nlohmann::json::array();
@@ -164,7 +166,7 @@ struct NodePlanner {
                 changed.push_back(k + "_interface");
             }
         }
-        if (node.automated_clean && *node.automated_clean != spec.automated_clean) {
+        if (!claimed && node.automated_clean && *node.automated_clean != spec.automated_clean) {
             patch.push_back({{"op", "replace"}, {"path", "/automated_clean"}, {"value", spec.automated_clean}});
             changed.push_back("automated_clean");
         }
@@ -439,7 +441,7 @@ struct NodePlanner {
             verdict(spec->name, NodeCondition::progressing, "maintenance change; " + why);
             return;
         }
-        if (plan_drift(*spec, node)) {
+        if (plan_drift(*spec, node, true)) {
             verdict(spec->name, NodeCondition::progressing, "Git's change applied; " + why);
             return;
         }

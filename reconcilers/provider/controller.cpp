@@ -330,6 +330,14 @@ ProviderPlan plan_provider(const ProviderInputs& in)
             a.secret_user_data = true;
             mp.actions.push_back(std::move(a));
         }
+        if (d.step == ClaimStep::release && !d.automated_clean) {
+            // The machine's automatedCleaning: false, for this tear-down only (the
+            // node planner puts Git's automated_clean back once the node is released).
+            Action a = ironic_action(d.node, ActionVerb::update_node, "release for " + who + " without cleaning",
+                                     in.desired);
+            a.params["patch"] = json::array({{{"op", "replace"}, {"path", "/automated_clean"}, {"value", false}}});
+            mp.actions.push_back(std::move(a));
+        }
         if (d.step == ClaimStep::release) {
             Action a = ironic_action(d.node, ActionVerb::undeploy, "release for " + who + ": " + d.message, in.desired);
             a.provisioning = true;

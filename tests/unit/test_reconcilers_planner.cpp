@@ -539,6 +539,18 @@ TEST_SUITE("reconcilers")
             CHECK(actions[1].verb == ActionVerb::create_port);
             CHECK(verdict_of(plan, "node-01").condition == NodeCondition::progressing);
         }
+        SUBCASE("its automated_clean is the machine's while it is claimed")
+        {
+            w.observed.nodes["node-01"].automated_clean = false;  // the machine's automatedCleaning: false
+            auto plan = w.plan();
+            CHECK(actions_for(plan, "node-01").empty());
+            w.claimed.clear();
+            w.desired.nodes["node-01"].provision_state = ProvisionGoal::active;  // released and redeployed by Git
+            plan = w.plan();
+            const auto actions = actions_for(plan, "node-01");
+            REQUIRE_FALSE(actions.empty());
+            CHECK(actions[0].params["patch"].dump().find("automated_clean") != std::string::npos);
+        }
         SUBCASE("removed from Git with prune on: held, never retired")
         {
             w.desired.policy.prune = true;

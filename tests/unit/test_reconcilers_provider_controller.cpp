@@ -272,6 +272,28 @@ TEST_CASE("plan_provider: a claim whose machine left the cluster is released, on
     CHECK(mp.actions[0].verb == ActionVerb::undeploy);
 }
 
+TEST_CASE("plan_provider: automatedCleaning false: automated_clean off for this tear-down, then undeploy")
+{
+    World w;
+    json m = metal_machine("w1");
+    m["metadata"]["deletionTimestamp"] = "2026-12-03T00:00:00Z";
+    m["spec"]["automatedCleaning"] = false;
+    m["status"] = {{"node", "n1"}};
+    w.metal_machines = {m};
+    w.nodes[0].provision_state = "active";
+    w.nodes[0].instance_uuid = "uid-w1";
+    REQUIRE(w.claims.put({"n1", MachineRef{"default", "w1", "uid-w1"}, "metal", ClaimPhase::claimed}));
+    auto plan = w.plan();
+    REQUIRE(plan.machines.size() == 1);
+    const auto& mp = plan.machines[0];
+    CHECK(mp.decision.step == ClaimStep::release);
+    REQUIRE(mp.actions.size() == 2);
+    CHECK(mp.actions[0].verb == ActionVerb::update_node);
+    CHECK(mp.actions[0].params["patch"][0]["path"] == "/automated_clean");
+    CHECK(mp.actions[0].params["patch"][0]["value"] == false);
+    CHECK(mp.actions[1].verb == ActionVerb::undeploy);
+}
+
 TEST_CASE("plan_provider: a deleted machine's finalizer goes once its node is back in the pool")
 {
     World w;
