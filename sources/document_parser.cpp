@@ -821,10 +821,12 @@ void DocumentParser::check_machine_spec(const YAML::Node& spec, const std::strin
             }
         }
     }
+    if (const auto* v = entries.find("automatedCleaning")) (void)m_reader.boolean(*v, join_field(field, "automatedCleaning"));
+    if (const auto* v = entries.find("providerID")) (void)m_reader.string(*v, join_field(field, "providerID"));
+    if (const auto* v = entries.find("failureDomain")) (void)m_reader.string(*v, join_field(field, "failureDomain"));
     const auto* image = entries.find("image");
     if (image == nullptr) {
-        missing(spec, join_field(field, "image"));
-        return;
+        return;  // each chosen node's own image from Git
     }
     const std::string imf = join_field(field, "image");
     if (!m_reader.mapping(*image, imf, {"url", "checksum", "diskFormat"})) {
@@ -846,9 +848,6 @@ void DocumentParser::check_machine_spec(const YAML::Node& spec, const std::strin
     if (const auto* format = ie.find("diskFormat")) {
         (void)m_reader.one_of(*format, join_field(imf, "diskFormat"), {"raw", "qcow2", "vdi", "vmdk", "live-iso"});
     }
-    if (const auto* v = entries.find("automatedCleaning")) (void)m_reader.boolean(*v, join_field(field, "automatedCleaning"));
-    if (const auto* v = entries.find("providerID")) (void)m_reader.string(*v, join_field(field, "providerID"));
-    if (const auto* v = entries.find("failureDomain")) (void)m_reader.string(*v, join_field(field, "failureDomain"));
 }
 
 void DocumentParser::check_provider_kind(const YAML::Node& doc, const Entries& top, const std::string& kind)

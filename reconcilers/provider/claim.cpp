@@ -183,6 +183,13 @@ DeployRequest deploy_request(const ClaimInputs& in, const std::string& node)
     ImageSpec image;
     image.source = in.machine.spec.image.url;
     image.checksum = in.machine.spec.image.checksum;
+    if (image.source.empty()) {
+        // No image in the template: the node's own, from Git.
+        if (const PoolNode* n = find_node(in.nodes, node)) {
+            image.source = n->image_url;
+            image.checksum = n->image_checksum;
+        }
+    }
     spec.image = image;
     DeployRequest r;
     r.instance_info = desired_instance_info(spec);
@@ -281,7 +288,7 @@ ClaimDecision no_claim_flow(const ClaimInputs& in)
                           ") but no claim remains in metalsync's store, its status or Ironic; delete the Machine to "
                           "replace it");
     }
-    MachineRequest req{m.ref, m.cluster, m.spec.host_selector, wanted_failure_domain(m)};
+    MachineRequest req{m.ref, m.cluster, m.spec.host_selector, wanted_failure_domain(m), m.spec.image.url.empty()};
     auto choice = choose_node(req, in.nodes, in.claims);
     if (!choice) {
         return failed("", k_reason_invalid_configuration, k_invalid_configuration, choice.error());
@@ -333,9 +340,15 @@ ClaimDecision claimed_flow(const ClaimInputs& in, const std::string& name, const
                        "node " + name + " is claimed; waiting for the bootstrap data to deploy it");
         } else if (auto valid = validate_machine_spec(m.spec); !valid) {
             d = failed(name, k_reason_invalid_configuration, k_invalid_configuration, valid.error());
+        } else if (m.spec.image.url.empty() && n->image_url.empty()) {
+            d = decide(ClaimStep::wait, name, k_reason_invalid_configuration,
+                       "node " + name + " has no image in Git and the machine's template names none: give one "
+                       "either place");
         } else {
             d = decide(ClaimStep::deploy, name, k_reason_deploying,
-                       "deploying " + m.spec.image.url + " on node " + name);
+                       "deploying " + (m.spec.image.url.empty() ? n->image_url + " (the node's own image)"
+                                                                : m.spec.image.url) +
+                           " on node " + name);
             d.deploy = deploy_request(in, name);
         }
     } else if (k_deploying_states.contains(state)) {
@@ -393,6 +406,9 @@ std::expected<void, std::string> validate_machine_spec(const MachineSpec& spec)
     // The same rules as a Node's spec.image in Git (sources/yaml_reader's
     // checks behind `metalsync validate`), so one image works in both.
     const auto& image = spec.image;
+    if (image.url.empty() && image.checksum.empty() && image.disk_format.empty()) {
+        return {};  // each node's own image from Git
+    }
     if (!is_url(image.url)) {
         return std::unexpected("image.url must be an http://, https:// or file:// URL, not \"" + image.url + "\"");
     }

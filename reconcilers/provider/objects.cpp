@@ -249,6 +249,10 @@ std::vector<PoolNode> pool_nodes(const DesiredState& desired, const ObservedStat
         n.labels = spec.labels;
         n.in_git = true;
         n.goal_is_available = spec.provision_state == ProvisionGoal::available;
+        if (spec.image) {
+            n.image_url = spec.image->source;
+            n.image_checksum = spec.image->checksum;
+        }
     }
     for (const auto& [name, node] : observed.nodes) {
         PoolNode& n = by_name[name];

@@ -332,6 +332,10 @@ choose_node(const MachineRequest& request, const std::vector<PoolNode>& nodes, c
         ++result.matching;
         if (auto why = not_free_reason(*node, claims, uid)) {
             result.not_free.push_back(std::move(*why));
+        } else if (request.needs_node_image && node->image_url.empty()) {
+            result.not_free.push_back(NotFree{node->name,
+                                              "has no image in Git, and the machine's template names none",
+                                              "no image"});
         } else {
             free.push_back(node);
         }

@@ -100,6 +100,8 @@ struct PoolNode {
     bool goal_is_available = true;              // Git's provisionState is `available`
     std::string last_error;                     // observed
     std::vector<MachineAddress> addresses;      // known addresses of the node (Git or inspection); may be empty
+    std::string image_url;                      // Git's spec.image (the Node's or its class's); empty: none
+    std::string image_checksum;
 
     [[nodiscard]] bool observed() const { return !provision_state.empty(); }
 };
@@ -169,6 +171,7 @@ struct MachineRequest {
     std::string cluster;         // to spread the cluster's machines across failure domains
     HostSelector selector;
     std::string failure_domain;  // the Machine's failure domain; empty: any
+    bool needs_node_image = false;  // the machine names no image: only nodes with their own image in Git
 };
 
 // A node that matches but is not free, and why ("claimed by default/w-1",

@@ -136,7 +136,8 @@ HOST_SELECTOR = obj(
     })
 
 IMAGE = obj(
-    "image: the operating system image Ironic writes to the node's disk.",
+    "image: the operating system image Ironic writes to the node's disk. When absent, each node's "
+    "own image from Git (its Node's or NodeClass's spec.image), and only nodes that have one are chosen.",
     {
         # The patterns of a Node's spec.image in schemas/node.schema.json, so one
         # image is valid in both places (the C++ side: validate_machine_spec).
@@ -171,7 +172,7 @@ MACHINE_SPEC_PROPERTIES = {
 
 
 def machine_spec(description):
-    return obj(description, copy.deepcopy(MACHINE_SPEC_PROPERTIES), required=["image"])
+    return obj(description, copy.deepcopy(MACHINE_SPEC_PROPERTIES))
 
 
 ADDRESSES = {

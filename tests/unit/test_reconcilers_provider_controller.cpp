@@ -251,6 +251,41 @@ TEST_CASE("plan_provider: claim, then deploy with the bootstrap data and provide
     CHECK_FALSE(holds.contains("n2"));
 }
 
+TEST_CASE("plan_provider: a template without an image deploys each node's own image from Git")
+{
+    World w;
+    json m = metal_machine("w1");
+    m["spec"].erase("image");
+    w.metal_machines = {m};
+    w.machines = {capi_machine("w1", "w1-bootstrap")};
+    w.bootstrap["w1"] = {"#cloud-config\n", "cloud-config"};
+    w.nodes[1].image_url = "http://images.example/rack-image.raw";
+    w.nodes[1].image_checksum = "sha256:" + std::string(64, 'c');
+    // n1 has no image in Git: not a candidate; n2 is chosen.
+    auto plan = w.plan();
+    auto mp = plan.machines[0];
+    REQUIRE(mp.decision.step == ClaimStep::claim);
+    CHECK(mp.decision.node == "n2");
+    REQUIRE(w.claims.put(*mp.put));
+    w.nodes[1].instance_uuid = "uid-w1";
+    w.metal_machines[0]["status"] = {{"node", "n2"}};
+    plan = w.plan();
+    mp = plan.machines[0];
+    REQUIRE(mp.decision.step == ClaimStep::deploy);
+    REQUIRE(mp.actions.size() == 1);
+    CHECK(mp.actions[0].params["instance_info"]["image_source"] == "http://images.example/rack-image.raw");
+    CHECK(mp.decision.message.find("the node's own image") != std::string::npos);
+
+    // Without any image anywhere, nothing is free, and the reason says why.
+    World none;
+    none.metal_machines = {m};
+    none.machines = {capi_machine("w1", "w1-bootstrap")};
+    none.bootstrap["w1"] = {"#cloud-config\n", "cloud-config"};
+    plan = none.plan();
+    CHECK(plan.machines[0].decision.step == ClaimStep::wait);
+    CHECK(plan.machines[0].decision.message.find("no image") != std::string::npos);
+}
+
 TEST_CASE("plan_provider: a claim whose machine left the cluster is released, only on a complete view")
 {
     World w;
