@@ -67,12 +67,23 @@ void remember_secrets_in(const nlohmann::json& document)
 
 std::string redact(std::string text)
 {
+    // A remembered secret is masked where it stands as a whole token only:
+    // not inside a word ("p" in "port(s)"), which would garble the message
+    // and, by where the stars fall, tell a short password to its reader.
+    auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
     {
         std::lock_guard lock(g_secrets_mutex);
         for (const auto& secret : secrets()) {
-            for (auto pos = text.find(secret); pos != std::string::npos;
-                 pos = text.find(secret, pos + k_redacted.size())) {
+            for (auto pos = text.find(secret); pos != std::string::npos;) {
+                const auto end = pos + secret.size();
+                const bool alone = (pos == 0 || !word(text[pos - 1]) || !word(secret.front())) &&
+                                   (end == text.size() || !word(text[end]) || !word(secret.back()));
+                if (!alone) {
+                    pos = text.find(secret, pos + 1);
+                    continue;
+                }
                 text.replace(pos, secret.size(), k_redacted);
+                pos = text.find(secret, pos + k_redacted.size());
             }
         }
     }
