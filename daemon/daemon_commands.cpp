@@ -220,9 +220,11 @@ void Daemon::register_commands(ControlServer& server)
         [this](const ControlRequest&) -> ControlReply {
             m_poll_now = true;
             m_observe_now = true;
+            m_retry_now = true;
             request_wakeup();
             m_kube->wake();
-            return {k_result_success, "reconcile requested: polling Git and observing Ironic now", nullptr};
+            return {k_result_success,
+                    "reconcile requested: polling Git, observing Ironic and retrying failed steps now", nullptr};
         },
         true, "Poll Git and reconcile now");
     server.add_command(

@@ -57,6 +57,10 @@ inline double unix_now()
 
 inline std::string short_id(const std::string& id) { return id.substr(0, 12); }
 
+// How long after an interrupted action started its node must look untouched
+// before the action is believed never to have reached Ironic.
+inline constexpr double k_interrupted_settle_seconds = 3.0;
+
 // The event that records an action's outcome: node.<verb>.requested or .failed.
 Event completion_event(const QueuedAction& item, const ActionResult& result, double now);
 
@@ -212,6 +216,7 @@ private:
     std::set<std::string> m_suspended_nodes;
     std::chrono::steady_clock::time_point m_next_poll{};
     std::atomic<bool> m_poll_now{false};  // reconcile-now: start a poll at the next pass
+    std::atomic<bool> m_retry_now{false};  // reconcile-now: failed steps waiting out their backoff retry at once
     // The network half of a Git poll, on a thread of its own; see poll_git().
     std::future<std::expected<PollResult, GitError>> m_git_poll;
     std::chrono::steady_clock::time_point m_git_poll_started{};

@@ -213,6 +213,15 @@ void Daemon::plan_and_submit(double now)
     {
         // Spec changes reset the attempt count and a validation failure.
         std::lock_guard store_lock(m_store_mutex);
+        if (m_retry_now.exchange(false)) {
+            // `metalsync sync`: the operator fixed something (a credentials file): try now.
+            for (auto& [name, status] : m_status) {
+                if (!status.last_error_type.empty() && status.next_attempt_at && *status.next_attempt_at > now) {
+                    status.next_attempt_at = now;
+                    checked(m_store->put_node_status(status), "put_node_status");
+                }
+            }
+        }
         for (const auto& [name, spec] : desired->nodes) {
             auto status = status_of(name);
             auto hash = spec_hash(spec);
@@ -248,15 +257,23 @@ void Daemon::plan_and_submit(double now)
         std::lock_guard lock(m_suspend_mutex);
         suspended_nodes = m_suspended_nodes;
     }
+    std::set<std::string> unsettled;  // interrupted actions not yet settled: their nodes wait
+    for (const auto& entry : m_interrupted) unsettled.insert(entry.object_name);
     std::vector<QueuedAction> wanted;
     const auto& commit = m_intake->current_commit();
     for (auto& a : plan.actions) {
-        if (m_suspended || suspended_nodes.contains(a.node)) {
+        if (m_suspended || suspended_nodes.contains(a.node) || unsettled.contains(a.node)) {
             continue;
         }
         auto st = m_status.find(a.node);
         // A validation error from Ironic is not retried until the spec changes.
         if (st != m_status.end() && st->second.last_error_type == "validation" && desired->nodes.contains(a.node)) {
+            continue;
+        }
+        // Any other failed step waits out its backoff (a missing credentials
+        // file is not read again every second), whatever step comes next.
+        if (st != m_status.end() && !st->second.last_error_type.empty() && st->second.next_attempt_at &&
+            *st->second.next_attempt_at > now) {
             continue;
         }
         QueuedAction q;
@@ -266,7 +283,7 @@ void Daemon::plan_and_submit(double now)
         wanted.push_back(std::move(q));
     }
     for (auto& a : provider_actions) {
-        if (m_suspended || suspended_nodes.contains(a.node)) {
+        if (m_suspended || suspended_nodes.contains(a.node) || unsettled.contains(a.node)) {
             continue;
         }
         QueuedAction q;
@@ -308,6 +325,13 @@ void Daemon::plan_and_submit(double now)
                 nv.inspection = inspection_json(m->second.inspection->hardware, it->second.expect);
             }
         }
+        if (auto st = m_status.find(v.node); st != m_status.end() && st->second.last_error_type != "validation" &&
+                                              !st->second.last_error_type.empty() && st->second.next_attempt_at &&
+                                              *st->second.next_attempt_at > now && v.condition != NodeCondition::at_goal) {
+            nv.condition = "waiting";
+            nv.message = "retrying in " + std::to_string(static_cast<long>(std::ceil(*st->second.next_attempt_at - now))) +
+                         " s after: " + st->second.last_error;
+        }
         if (auto st = m_status.find(v.node); st != m_status.end() && st->second.last_error_type == "validation" &&
                                               desired->nodes.contains(v.node)) {
             nv.condition = "failed";
@@ -326,10 +350,23 @@ void Daemon::resolve_interrupted_actions(double now)
     std::lock_guard store_lock(m_store_mutex);
     auto tx = m_store->transaction();
     std::map<std::string, int> counts;
+    std::vector<JournalEntry> pending;
+    std::size_t settled = 0;
     for (const auto& entry : m_interrupted) {
         const auto found = m_observed.nodes.find(entry.object_name);
         const ObservedNode* node = found == m_observed.nodes.end() ? nullptr : &found->second;
         const auto resolution = resolve_interrupted(entry.verb, entry.params, entry.started_at, node);
+        // Ironic takes a provision request (202) before its conductor moves
+        // the node: a request that arrived just before the kill can still show
+        // the old state. "Not started" is believed only once that has had
+        // time to show; until then the node gets no new action.
+        if ((resolution.outcome == InterruptedOutcome::not_started ||
+             resolution.outcome == InterruptedOutcome::unknown) &&
+            now - entry.started_at.value_or(entry.created_at) < k_interrupted_settle_seconds) {
+            pending.push_back(entry);
+            continue;
+        }
+        ++settled;
         counts[to_string(resolution.outcome)]++;
         const std::string what = entry.verb + " (revision " + short_id(entry.revision) +
                                  (entry.author.empty() ? std::string() : " by " + entry.author) + ")";
@@ -364,9 +401,13 @@ void Daemon::resolve_interrupted_actions(double now)
         checked(m_store->add_event(e), "add_event");
     }
     if (tx) (void)tx->commit();
-    spdlog::warn("journal: {} interrupted actions settled against Ironic: {} done, {} failed, {} not started, {} unknown",
-                 m_interrupted.size(), counts["done"], counts["failed"], counts["not-started"], counts["unknown"]);
-    m_interrupted.clear();
+    if (settled > 0) {
+        spdlog::warn("journal: {} interrupted actions settled against Ironic: {} done, {} failed, {} not started, "
+                     "{} unknown{}",
+                     settled, counts["done"], counts["failed"], counts["not-started"], counts["unknown"],
+                     pending.empty() ? "" : "; " + std::to_string(pending.size()) + " wait for Ironic to show them");
+    }
+    m_interrupted = std::move(pending);
 }
 
 Event completion_event(const QueuedAction& item, const ActionResult& result, double now)
@@ -414,13 +455,19 @@ void Daemon::record_completions(double now)
             spdlog::info("node {}: {} ({}; revision {} by {})", a.node, r.summary.empty() ? verb : r.summary, a.reason,
                          short_id(c.item.revision), c.item.author);
         } else {
+            // The same failure again is logged once, at debug after that, until it changes.
+            const bool repeated = status.last_error_type == r.error_type && status.last_error == r.error;
             status.last_error_type = r.error_type;
             status.last_error = r.error;
             if (!r.retryable && r.error_type != "validation") {
                 status.attempts += 1;
                 status.next_attempt_at = now + retry_backoff_seconds(status.attempts);
             }
-            spdlog::warn("node {}: {} failed ({}): {}", a.node, verb, r.error_type, r.error);
+            if (repeated) {
+                spdlog::debug("node {}: {} failed again ({}): {}", a.node, verb, r.error_type, r.error);
+            } else {
+                spdlog::warn("node {}: {} failed ({}): {}", a.node, verb, r.error_type, r.error);
+            }
         }
         auto inspection_event = note_inspection(c, status, now);
         m_status[a.node] = status;

@@ -296,10 +296,17 @@ wait_json "n4: the broken credentials file is reported on the node" 40 \
     "'credentials' in (j['node'].get('lastError') or '') + j['node'].get('message','')" ms node n4 -o json
 cap node-n4 ms node n4 -o json
 saw "not valid YAML" "node n4 names the credentials file's YAML error"
+# A failing step waits out its backoff: not read again every second, logged once.
+sleep 5
+[ "$(grep -c 'node n4: .* failed (' "$out/daemon.log")" -eq 1 ] &&
+    ok "n4's failure is retried with backoff and logged once" ||
+    bad "n4's failure logged $(grep -c 'node n4: .* failed (' "$out/daemon.log") times in 5 s"
+ms node n4 -o json | grep -q "retrying in" && ok "n4 shows when it is retried" || bad "n4 view: $(ms node n4 -o json)"
 cap node-n4-text ms node n4
 cap nodes-n4 ms nodes
 # readable by others: refused before it is read
 write_creds bmc-n4 "${bmc_pw[n4]}"; chmod 644 "$T/credentials/bmc-n4"
+ms sync >/dev/null 2>&1 || true   # retry now, not at the end of the backoff
 wait_json "n4: a credentials file readable by others is refused" 40 \
     "'chmod 600' in (j['node'].get('lastError') or '') + j['node'].get('message','')" ms node n4 -o json
 cap node-n4-mode ms node n4 -o json
