@@ -400,7 +400,8 @@ void DocumentParser::parse_node(const YAML::Node& doc, const YAML::Node& spec, M
         }
     }
     parse_fields(entries, node.fields);
-    if (meta.ok && m_out.diagnostics.size() == errors_before) {
+    if (meta.ok) {
+        node.incomplete = m_out.diagnostics.size() != errors_before;
         m_out.nodes.push_back(std::move(node));
     }
 }

@@ -34,6 +34,10 @@ struct NodeDocument {
     Position bmc_at;
     Position address_at;
     std::vector<Position> mac_at;  // one per port
+    // The document has errors of its own: kept only so that the checks across
+    // documents (names, MACs, BMC addresses) still see it and one pass reports
+    // everything; its revision is rejected anyway.
+    bool incomplete = false;
 };
 
 struct NodeClassDocument {

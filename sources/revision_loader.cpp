@@ -191,22 +191,28 @@ std::expected<DesiredState, Diagnostics> assemble_revision(const std::vector<std
             if (!doc.class_name.empty()) {
                 auto it = state.classes.find(doc.class_name);
                 if (it == state.classes.end()) {
-                    report(file, doc.class_at, "spec.class", "NodeClass '" + doc.class_name + "' does not exist");
-                    continue;
+                    if (!doc.incomplete) {
+                        report(file, doc.class_at, "spec.class", "NodeClass '" + doc.class_name + "' does not exist");
+                        continue;
+                    }
+                } else {
+                    cls = &it->second;
                 }
-                cls = &it->second;
             }
             NodeSpec& spec = slot->second;
             resolve(spec, doc, cls);
             auto via = [cls] { return cls != nullptr ? " (here or in NodeClass '" + cls->name + "')" : std::string(); };
-            if (spec.bmc.driver.empty()) {
+            // A document with errors of its own is checked against the others
+            // only (MACs, BMC): what it lacks may be what its errors are about.
+            if (!doc.incomplete && spec.bmc.driver.empty()) {
                 report(file, doc.bmc_at, "spec.bmc.driver", "no driver: set spec.bmc.driver" + via());
             }
-            if (spec.bmc.credentials.empty() && !spec.bmc.driver.empty() && spec.bmc.driver != "fake-hardware") {
+            if (!doc.incomplete && spec.bmc.credentials.empty() && !spec.bmc.driver.empty() &&
+                spec.bmc.driver != "fake-hardware") {
                 report(file, doc.bmc_at, "spec.bmc.credentials",
                        "driver '" + spec.bmc.driver + "' needs credentials: set spec.bmc.credentials" + via());
             }
-            if (spec.provision_state == ProvisionGoal::active && !spec.image) {
+            if (!doc.incomplete && spec.provision_state == ProvisionGoal::active && !spec.image) {
                 report(file, Position{doc.source.line, 1}, "spec.image",
                        "provisionState active needs an image: set spec.image" + via());
             }

@@ -119,6 +119,13 @@ ParsedFile parse(const std::string& content, const YamlLimits& limits = {})
     return parse_file("nodes/test.yaml", content, limits);
 }
 
+// A document with errors of its own yields no usable node: at most one kept,
+// marked incomplete, for the checks across documents.
+bool no_complete_node(const ParsedFile& parsed)
+{
+    return std::all_of(parsed.nodes.begin(), parsed.nodes.end(), [](const NodeDocument& n) { return n.incomplete; });
+}
+
 YAML::Node scalar(const std::string& text)
 {
     return YAML::Load("v: " + text)["v"];
@@ -204,7 +211,7 @@ TEST_SUITE("sources")
         CHECK(d.field == "spec.ports[0].mac");
         CHECK(d.to_string() ==
               "nodes/test.yaml:12:14: spec.ports[0].mac: 'aa:bb:cc:dd:ee:zz' is not a MAC address (aa:bb:cc:dd:ee:ff)");
-        CHECK(parsed.nodes.empty());
+        CHECK(no_complete_node(parsed));
     }
 
     TEST_CASE("loader: scalars are typed by the YAML 1.2 core schema")
@@ -269,7 +276,7 @@ TEST_SUITE("sources")
             CHECK(bad.diagnostics[0].reason == "expected an integer, got a string");
             CHECK(bad.diagnostics[0].line == 5);
             CHECK(bad.diagnostics[0].column == static_cast<int>(bmc_line.find("\"623\"")) + 1);
-            CHECK(bad.nodes.empty());
+            CHECK(no_complete_node(bad));
         }
     }
 
@@ -286,7 +293,7 @@ TEST_SUITE("sources")
             CHECK(parsed.diagnostics[0].reason == "duplicate key 'inspect'");
             CHECK(parsed.diagnostics[0].line == 13);
             CHECK(parsed.diagnostics[0].column == 3);
-            CHECK(parsed.nodes.empty());
+            CHECK(no_complete_node(parsed));
         }
         SUBCASE("inside properties")
         {
@@ -296,7 +303,7 @@ TEST_SUITE("sources")
                                           "    cpu_arch: aarch64\n"));
             INFO(dump(parsed.diagnostics));
             CHECK(has(parsed.diagnostics, "nodes/test.yaml", "spec.properties.cpu_arch", "duplicate key"));
-            CHECK(parsed.nodes.empty());
+            CHECK(no_complete_node(parsed));
         }
         SUBCASE("in a Kubernetes object")
         {
@@ -349,7 +356,7 @@ TEST_SUITE("sources")
             CHECK(it->reason.starts_with("unknown field"));
         }
         CHECK(parsed.diagnostics.size() == expected.size());
-        CHECK(parsed.nodes.empty());
+        CHECK(no_complete_node(parsed));
     }
 
     TEST_CASE("loader: an alias bomb in properties is rejected by the node budget")
@@ -373,7 +380,7 @@ TEST_SUITE("sources")
             REQUIRE(parsed.diagnostics.size() == 1);
             CHECK(parsed.diagnostics[0].field.starts_with("spec.properties.l"));
             CHECK(parsed.diagnostics[0].reason.find("(an alias bomb?)") != std::string::npos);
-            CHECK(parsed.nodes.empty());
+            CHECK(no_complete_node(parsed));
         }
         SUBCASE("in a Kubernetes object")
         {
@@ -401,7 +408,7 @@ TEST_SUITE("sources")
             REQUIRE(parsed.diagnostics.size() == 1);
             CHECK(parsed.diagnostics[0].reason.find("levels deep") != std::string::npos);
             CHECK(parsed.diagnostics[0].field.starts_with("spec.properties.a.a.a"));
-            CHECK(parsed.nodes.empty());
+            CHECK(no_complete_node(parsed));
         }
         SUBCASE("far past what the YAML parser itself accepts")
         {
@@ -419,7 +426,7 @@ TEST_SUITE("sources")
             auto parsed = parse(text);
             REQUIRE(parsed.diagnostics.size() == 1);
             CHECK(parsed.diagnostics[0].reason == "YAML syntax error: unexpected ','");
-            CHECK(parsed.nodes.empty());
+            CHECK(no_complete_node(parsed));
         }
         // The cheap pre-check that skips the guard pass for most files must
         // never skip it where yaml-cpp would stall: each of these returns.
@@ -427,7 +434,7 @@ TEST_SUITE("sources")
                                  "a: b\n---\n&x ,", "[a]\n,", "\"q\",", "'q',", "a: |\n  x\n,", "\t,"}) {
             CAPTURE(text);
             auto parsed = parse(text);
-            CHECK(parsed.nodes.empty());
+            CHECK(no_complete_node(parsed));
         }
         auto ok = parse("a: [1, 2]\n---\n{b: c, d: e}\n---\n---\n");
         CHECK_FALSE(ok.diagnostics.empty());  // documents of no kind, but no syntax error
@@ -476,7 +483,7 @@ TEST_SUITE("sources")
             REQUIRE(parsed.diagnostics.size() == 1);
             INFO(parsed.diagnostics[0].reason);
             CHECK(parsed.diagnostics[0].reason.find("1000 bytes") != std::string::npos);
-            CHECK(parsed.nodes.empty());
+            CHECK(no_complete_node(parsed));
         }
     }
 
@@ -927,8 +934,25 @@ TEST_SUITE("sources")
             CHECK(parsed.diagnostics[0].column == (c.field == "kind" ? 7 : 13));
             CHECK(parsed.diagnostics[0].reason.find(c.reason) != std::string::npos);
             CHECK(parsed.kube_objects.empty());
-            CHECK(parsed.nodes.empty());
+            CHECK(no_complete_node(parsed));
         }
+    }
+
+    TEST_CASE("loader: one pass reports a document's own errors and the clashes it has with others")
+    {
+        Repo repo;
+        // a.yaml: a bad boolean of its own, and b.yaml's MAC and BMC.
+        repo.put("a.yaml", node_yaml("node-a", "aa:bb:cc:dd:ee:01", "10.0.0.1", "  inspect: yes\n"));
+        repo.put("b.yaml", node_yaml("node-b", "aa:bb:cc:dd:ee:01", "10.0.0.1"));
+        auto result = load(repo);
+        REQUIRE_FALSE(result.has_value());
+        std::vector<std::string> fields;
+        for (const auto& d : result.error()) fields.push_back(d.file + ":" + d.field);
+        INFO(fields.size());
+        CHECK(std::find(fields.begin(), fields.end(), "a.yaml:spec.inspect") != fields.end());
+        CHECK(std::find(fields.begin(), fields.end(), "b.yaml:spec.ports[0].mac") != fields.end());
+        CHECK(std::find(fields.begin(), fields.end(), "b.yaml:spec.bmc.address") != fields.end());
+        CHECK(fields.size() == 3);  // nothing made up about what a.yaml's error left out
     }
 
     TEST_CASE("loader: metalsync's provider kinds are checked against their CRDs, with file and line")
