@@ -78,7 +78,12 @@ int cli_main(int argc, char** argv)
     auto* nodes_cmd = app.add_subcommand("nodes", "Every node: state, goal, condition. Exit 0 ok, 1 daemon error, 2 no "
                                                   "daemon.");
     add_client_options(nodes_cmd, nodes.client);
-    nodes_cmd->add_option("--condition", nodes.condition, "Only nodes in this condition (at-goal, progressing, ...)");
+    nodes_cmd
+        ->add_option("--condition", nodes.condition,
+                     "Only nodes in this condition (at-goal, progressing, waiting, failed, orphaned, held, "
+                     "maintenance, claimed)")
+        ->check(CLI::IsMember({"at-goal", "progressing", "waiting", "failed", "orphaned", "held", "maintenance",
+                               "claimed"}));
 
     NodeOptions node;
     auto* node_cmd = app.add_subcommand("node", "One node in detail: why it waits, its errors, events and actions");
@@ -123,9 +128,12 @@ int cli_main(int argc, char** argv)
     ObjectsOptions objects;
     auto* objects_cmd = app.add_subcommand(
         "objects", "Every Kubernetes object from Git (and those being pruned): state, source file, message");
-    objects_cmd->add_option("--state", objects.state,
-                            "Only objects in this state (in-sync, applying, drifted, waiting, deleting, pruning, "
-                            "orphaned, kept, error)");
+    objects_cmd
+        ->add_option("--state", objects.state,
+                     "Only objects in this state (in-sync, applying, drifted, waiting, deleting, pruning, "
+                     "orphaned, kept, error)")
+        ->check(CLI::IsMember({"in-sync", "applying", "drifted", "waiting", "deleting", "pruning", "orphaned", "kept",
+                               "error"}));
     add_client_options(objects_cmd, objects.client);
 
     KubeconfigOptions kubeconfig;
@@ -145,6 +153,19 @@ int cli_main(int argc, char** argv)
     auto* version_cmd = app.add_subcommand("version", "Print the version, and the daemon's when one answers");
     add_client_options(version_cmd, version);
 
+    // An unknown command is named as such (CLI11 would say "A subcommand is required").
+    if (argc > 1 && argv[1][0] != '-') {
+        bool known = true;
+        try {
+            (void)app.get_subcommand(argv[1]);
+        } catch (const CLI::OptionNotFound&) {
+            known = false;
+        }
+        if (!known) {
+            std::cerr << "metalsync: unknown command '" << argv[1] << "'; see metalsync --help\n";
+            return 2;
+        }
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -168,6 +169,20 @@ std::string socket_of(const ClientOptions& options)
     return options.socket.empty() ? default_control_socket() : options.socket;
 }
 
+// The command a user typed for each socket command: messages name it, never the protocol's.
+std::string_view cli_command_of(std::string_view command)
+{
+    static const std::map<std::string_view, std::string_view> names = {
+        {"status-get", "status"},        {"revision-get", "status"},     {"node-list", "nodes"},
+        {"node-get", "node"},            {"event-list", "events"},       {"plan-get", "plan"},
+        {"reconcile-now", "sync"},       {"suspend", "suspend"},         {"resume", "resume"},
+        {"config-reload", "reload"},     {"version-get", "version"},     {"cluster-list", "clusters"},
+        {"cluster-get", "cluster"},      {"kube-object-list", "objects"},
+    };
+    auto it = names.find(command);
+    return it == names.end() ? command : it->second;
+}
+
 CallOutcome call_daemon(const ClientOptions& options, std::string_view command, const json& arguments)
 {
     auto reply = ControlClient{}.call(socket_of(options), command, arguments);
@@ -175,8 +190,16 @@ CallOutcome call_daemon(const ClientOptions& options, std::string_view command, 
         std::cerr << "metalsync: " << reply.error() << "\n";
         return {std::nullopt, k_exit_unreachable};
     }
+    const std::string_view shown = cli_command_of(command);
+    if (reply->result == k_result_empty && reply->arguments.is_object() &&
+        (command.ends_with("-list") || command == "plan-get")) {
+        // An empty listing is an answer, not a failure (as kubectl's "No
+        // resources found"): said on stderr, exit 0, the empty list rendered.
+        std::cerr << "metalsync " << shown << ": " << reply->text << "\n";
+        return {std::move(*reply), k_exit_ok};
+    }
     if (reply->result != 0) {
-        std::cerr << "metalsync: " << command << ": "
+        std::cerr << "metalsync " << shown << ": "
                   << (reply->text.empty() ? "result " + std::to_string(reply->result) : reply->text) << "\n";
         return {std::move(*reply), k_exit_answered_error};
     }

@@ -192,6 +192,20 @@ rev = dict(samples["metalsync_revisions_total"])
 assert rev['{status="rejected"}'] == 1 and rev['{status="accepted"}'] == 2, rev
 PY
 
+# One CLI grammar: an empty listing is exit 0; a bad filter value and an
+# unknown command are usage errors (2); errors name the command typed.
+rc=0; ms objects --state drifted >"$T/out" 2>"$T/err" || rc=$?
+[ "$rc" -eq 0 ] && ok "an empty listing exits 0" || bad "objects --state drifted: exit $rc $(cat "$T/err")"
+rc=0; ms objects --state bogus >"$T/out" 2>"$T/err" || rc=$?
+[ "$rc" -eq 2 ] && grep -q "in-sync" "$T/err" && ok "a bad filter value is refused, listing the valid ones" ||
+    bad "objects --state bogus: exit $rc $(cat "$T/err")"
+rc=0; "$bin" bogus >"$T/out" 2>"$T/err" || rc=$?
+[ "$rc" -eq 2 ] && grep -q "unknown command 'bogus'" "$T/err" && ok "an unknown command is named" ||
+    bad "metalsync bogus: exit $rc $(cat "$T/err")"
+rc=0; ms node no-such-node >"$T/out" 2>"$T/err" || rc=$?
+[ "$rc" -eq 1 ] && grep -qx "metalsync node: no node 'no-such-node'" "$T/err" && ok "errors name the command typed" ||
+    bad "node no-such-node: exit $rc $(cat "$T/err")"
+
 # A second daemon on the same state directory refuses to start.
 "$bin" daemon --config "$T/metalsync.yaml" >"$T/second.log" 2>&1 && bad "second daemon refused" || { grep -q "another metalsync" "$T/second.log" && ok "second daemon refused" || bad "second daemon: $(cat "$T/second.log")"; }
 

@@ -723,7 +723,7 @@ TEST_SUITE("daemon")
 
         auto missing = run({bin, "node", "node-99", "-s", sock});
         CHECK(missing.exit_code == 1);
-        CHECK(missing.err == "metalsync: node-get: no node named node-99\n");
+        CHECK(missing.err == "metalsync node: no node named node-99\n");  // the command typed, not the protocol's
 
         auto suspend = run({bin, "suspend", "node-01", "-s", sock});
         CHECK(suspend.exit_code == 0);
