@@ -340,13 +340,54 @@ std::optional<std::int64_t> parse_since(std::string_view text, std::int64_t now)
     return static_cast<std::int64_t>(t);
 }
 
+// Settled: at its goal (claimed nodes included: the provider drives them),
+// in maintenance as Git asks, or orphaned (outside Git with prune off:
+// nothing is planned for it). Converged: a revision in force and every node
+// settled.
 bool status_converged(const nlohmann::json& arguments)
 {
     const json& nodes = field(arguments, "nodes");
     auto total = integer(nodes, "total");
     auto at_goal = integer(nodes, "atGoal");
-    return !str(arguments, "revision").empty() && total && at_goal && *total == *at_goal;
+    if (str(arguments, "revision").empty() || !total || !at_goal) return false;
+    const json& by = field(nodes, "byCondition");
+    const auto settled_elsewhere = integer(by, "maintenance").value_or(0) + integer(by, "orphaned").value_or(0);
+    return *total == *at_goal + settled_elsewhere;
 }
+
+// Nodes that will not converge without a person: failed (out of attempts,
+// or refused by Ironic) or held by the mass-deletion guard.
+bool status_stuck(const nlohmann::json& arguments)
+{
+    const json& by = field(field(arguments, "nodes"), "byCondition");
+    return integer(by, "failed").value_or(0) + integer(by, "held").value_or(0) > 0;
+}
+
+namespace {
+
+// "metalsync: not converged: n3 failed: ..." for each node holding it up.
+void name_unsettled_nodes(const std::string& socket, const char* why)
+{
+    auto reply = ControlClient{}.call(socket, "node-list", json());
+    if (!reply || reply->result != 0) return;
+    const json& nodes = field(reply->arguments, "nodes");
+    if (!nodes.is_array()) return;
+    int shown = 0;
+    for (const auto& n : nodes) {
+        const std::string condition = str(n, "condition");
+        if (condition == "at-goal" || condition == "claimed" || condition == "maintenance" || condition == "orphaned") {
+            continue;
+        }
+        if (++shown > 20) {
+            std::cerr << "metalsync: ... and more (metalsync nodes)\n";
+            break;
+        }
+        std::cerr << "metalsync: " << why << ": " << str(n, "name") << " " << condition
+                  << (str(n, "message").empty() ? "" : ": " + str(n, "message")) << "\n";
+    }
+}
+
+} // namespace
 
 std::string render_status(const nlohmann::json& arguments, std::string_view text, std::int64_t now)
 {
@@ -715,11 +756,17 @@ int run_status(const StatusOptions& options)
         if (options.until_converged && converged) {
             return k_exit_ok;
         }
+        if (options.until_converged && reachable && reply->result == 0 && status_stuck(reply->arguments)) {
+            // A failed or held node never converges by waiting: say which, now.
+            name_unsettled_nodes(socket, "not converging");
+            return k_exit_answered_error;
+        }
         auto sleep = std::chrono::duration_cast<std::chrono::steady_clock::duration>(*interval);
         if (deadline) {
             auto now = std::chrono::steady_clock::now();
             if (now >= *deadline) {
                 std::cerr << "metalsync: not converged within " << options.timeout << "\n";
+                if (reachable) name_unsettled_nodes(socket, "still waiting");
                 return reachable ? k_exit_answered_error : k_exit_unreachable;
             }
             sleep = std::min(sleep, *deadline - now);

@@ -664,6 +664,7 @@ TEST_SUITE("daemon")
         json status = json::parse(R"({"revision": "3f2a1c9d8e7f", "lastPoll": 1795615380,
             "nodes": {"total": 2, "atGoal": 1, "byCondition": {"at-goal": 1, "failed": 1}}})");
         std::atomic<bool> converged{false};
+        std::atomic<bool> progressing{false};  // node-02 progressing instead of failed
         // After what its handlers read: the server (and its threads) go first
         // at the end of the scope (ThreadSanitizer saw `status` destroyed
         // while a connection thread could still be finishing with it).
@@ -674,15 +675,19 @@ TEST_SUITE("daemon")
                 json copy = status;
                 if (converged) {
                     copy["nodes"]["atGoal"] = 2;
+                } else if (progressing) {
+                    copy["nodes"]["byCondition"] = {{"at-goal", 1}, {"progressing", 1}};
                 }
                 return ok(copy, converged ? "2 nodes, 2 at goal" : "2 nodes, 1 at goal");
             },
             false, "Status");
         server.add_command(
             "node-list",
-            [](const ControlRequest&) {
+            [&](const ControlRequest&) {
                 return ok({{"nodes", json::array({{{"name", "node-01"}, {"condition", "at-goal"}},
-                                                  {{"name", "node-02"}, {"condition", "failed"}}})}});
+                                                  {{"name", "node-02"},
+                                                   {"condition", progressing ? "progressing" : "failed"},
+                                                   {"message", progressing ? "deploying" : "deploy failed 5 times"}}})}});
             },
             false, "Nodes");
         server.add_command(
@@ -737,9 +742,17 @@ TEST_SUITE("daemon")
         CHECK(version.exit_code == 0);
         CHECK(version.out == "metalsync " METALSYNC_VERSION "\ndaemon: metalsync 0.1.0\n");
 
+        // A failed node never converges by waiting: stopped at once, named.
+        auto stuck = run({bin, "status", "-s", sock, "--until-converged", "--interval", "200ms", "--timeout", "60s"});
+        CHECK(stuck.exit_code == 1);
+        CHECK(stuck.err.find("not converging: node-02 failed: deploy failed 5 times") != std::string::npos);
+        CHECK(stuck.err.find("node-01") == std::string::npos);
+
+        progressing = true;
         auto timed_out = run({bin, "status", "-s", sock, "--until-converged", "--interval", "200ms", "--timeout", "1s"});
         CHECK(timed_out.exit_code == 1);
         CHECK(timed_out.err.find("not converged within 1s") != std::string::npos);
+        CHECK(timed_out.err.find("still waiting: node-02 progressing: deploying") != std::string::npos);
 
         converged = true;
         auto done = run({bin, "status", "-s", sock, "--until-converged", "--interval", "200ms", "--timeout", "60s"});
