@@ -178,10 +178,15 @@ struct NodePlanner {
             for (const auto& c : changed) {
                 what += (what.empty() ? "" : ", ") + c;
             }
+            // Credentials are not in Git: the file named there is new, changed,
+            // or never written to Ironic (Ironic masks them, so it cannot be asked).
+            std::string reason = what.empty() ? "" : "differs from Git: " + what;
             if (secret_drift) {
-                what += std::string(what.empty() ? "" : ", ") + "credentials";
+                reason += std::string(reason.empty() ? "" : "; ") + "credentials file " + spec.bmc.credentials +
+                          (mem == nullptr || mem->applied_secret_hash.empty() ? " not written to Ironic yet"
+                                                                              : " changed since it was written");
             }
-            add(spec, ActionVerb::update_node, "differs from Git: " + what,
+            add(spec, ActionVerb::update_node, reason,
                 {{"patch", patch}, {"credentials", secret_drift ? spec.bmc.credentials : ""},
                  {"secret_hash", secret_drift ? want_secret : ""}});
             planned = true;

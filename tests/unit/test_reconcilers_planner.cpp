@@ -802,7 +802,14 @@ TEST_SUITE("reconcilers")
             CHECK(a.params.at("credentials") == "rack1-bmc");
             CHECK(a.params.at("secret_hash") == "hmac-new");
             CHECK(a.params.at("patch").empty());
-            CHECK(a.reason.find("credentials") != std::string::npos);
+            // Credentials are never in Git: the message does not say they differ from it.
+            CHECK(a.reason == "credentials file rack1-bmc changed since it was written");
+        }
+        SUBCASE("never written")
+        {
+            auto plan = w.plan();
+            CHECK(only_action(plan, "node-01", ActionVerb::update_node).reason ==
+                  "credentials file rack1-bmc not written to Ironic yet");
         }
         SUBCASE("unchanged")
         {
