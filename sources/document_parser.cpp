@@ -872,7 +872,9 @@ void DocumentParser::check_provider_kind(const YAML::Node& doc, const Entries& t
     }
     if (kind == "MetalsyncCluster") {
         if (!m_reader.mapping(*spec, "spec", {"controlPlaneEndpoint"})) return;
-        if (const auto* ep = Entries(*spec).find("controlPlaneEndpoint")) {
+        // Entries hands out pointers into itself: it must outlive them (never a temporary).
+        const Entries se(*spec);
+        if (const auto* ep = se.find("controlPlaneEndpoint")) {
             if (!m_reader.mapping(*ep, "spec.controlPlaneEndpoint", {"host", "port"})) return;
             const Entries ee(*ep);
             if (const auto* host = ee.find("host")) {
@@ -889,13 +891,15 @@ void DocumentParser::check_provider_kind(const YAML::Node& doc, const Entries& t
         return;
     }
     if (!m_reader.mapping(*spec, "spec", {"template"})) return;
-    const auto* tmpl = Entries(*spec).find("template");
+    const Entries se(*spec);
+    const auto* tmpl = se.find("template");
     if (tmpl == nullptr) {
         missing(*spec, "spec.template");
         return;
     }
     if (!m_reader.mapping(*tmpl, "spec.template", {"metadata", "spec"})) return;
-    const auto* tspec = Entries(*tmpl).find("spec");
+    const Entries te(*tmpl);
+    const auto* tspec = te.find("spec");
     if (tspec == nullptr) {
         missing(*tmpl, "spec.template.spec");
         return;
